@@ -1,0 +1,109 @@
+"""Wide → long: turn a MetricBatch into the public points table (``POINTS_SCHEMA``).
+
+Everything here is a handful of whole-column operations: one ``melt`` over the metric columns (a
+loop per *metric*, never per point), one ``take`` per label column on dictionary indices, and a
+concatenation with the already-long labeled rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from heapster_columnar.model.batch import MetricBatch
+from heapster_columnar.model.schema import (
+    ENRICHED_LABELS,
+    ENTITY_LABELS,
+    METRIC_LABELS,
+    METRIC_TYPE,
+    POINTS_SCHEMA,
+    TIME,
+    TYPE_TYPE,
+    plain_metric_names,
+)
+
+
+def melt(columns: Sequence[pa.Array]) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """Long form of equally long columns: (row index, column index, value) of every non-null cell.
+
+    Cells come out column by column, rows ascending within a column.
+    """
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    values: list[pa.Array] = []
+    for j, column in enumerate(columns):
+        if column.null_count == len(column):
+            continue
+        if column.null_count == 0:
+            idx = np.arange(len(column), dtype=np.int64)
+            values.append(column)
+        else:
+            idx = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
+            values.append(column.drop_null())
+        rows.append(idx)
+        cols.append(np.full(len(idx), j, dtype=np.int16))
+    if not rows:
+        typ = columns[0].type if columns else pa.int64()
+        return np.empty(0, np.int64), np.empty(0, np.int16), pa.array([], typ)
+    return np.concatenate(rows), np.concatenate(cols), pa.concat_arrays(values)
+
+
+def _encode(column: pa.ChunkedArray | pa.Array, index: pa.Array, index_type: pa.DataType) -> pa.Array:
+    """Dictionary-encode ``column`` once, then gather its indices at ``index`` (no string copies)."""
+    encoded = pc.dictionary_encode(column)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks() if encoded.num_chunks else pa.array([], column.type).dictionary_encode()
+    indices = encoded.indices.take(index).cast(index_type)
+    return pa.DictionaryArray.from_arrays(indices, encoded.dictionary)
+
+
+def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
+    """The public long-form points table of ``batch``, stamped with the window end ``timestamp``."""
+    entities = batch.entities
+    names = plain_metric_names()
+    rows, cols, plain_values = melt([entities.column(n).combine_chunks() for n in names])
+    labeled = batch.labeled.unify_dictionaries().combine_chunks()
+    n_plain, n_labeled = len(rows), labeled.num_rows
+    n = n_plain + n_labeled
+
+    entity_index = pa.array(np.concatenate([rows, labeled.column("entity").to_numpy()]), pa.int64())
+    metric = pa.chunked_array(
+        [
+            pa.DictionaryArray.from_arrays(pa.array(cols, pa.int16()), pa.array(names, pa.string())),
+            *labeled.column("metric").chunks,
+        ],
+        METRIC_TYPE,
+    )
+    value_int = pa.concat_arrays([plain_values.cast(pa.int64()), *labeled.column("value_int").cast(pa.int64()).chunks])
+    value = pa.concat_arrays([plain_values.cast(pa.float64()), *labeled.column("value").chunks])
+
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        "timestamp": pa.nulls(n, TIME).fill_null(pa.scalar(timestamp, TIME)) if n else pa.array([], TIME),
+        "type": _encode(entities.column("type"), entity_index, TYPE_TYPE.index_type),
+        "metric": _unified(metric),
+        "value": value,
+        "value_int": value_int,
+    }
+    for label in ENTITY_LABELS:
+        columns[label] = _encode(entities.column(label), entity_index, pa.int32())
+    for label in METRIC_LABELS:
+        columns[label] = _unified(
+            pa.chunked_array(
+                [pa.nulls(n_plain, POINTS_SCHEMA.field(label).type), *labeled.column(label).chunks],
+                POINTS_SCHEMA.field(label).type,
+            )
+        )
+    for label in ENRICHED_LABELS:
+        columns[label] = pa.nulls(n, POINTS_SCHEMA.field(label).type)
+    columns["sample_time"] = entities.column("sample_time").take(entity_index)
+    columns["start_time"] = entities.column("start_time").take(entity_index)
+    return pa.Table.from_pydict(columns, schema=POINTS_SCHEMA)
+
+
+def _unified(column: pa.ChunkedArray) -> pa.Array:
+    """One dictionary array from chunks that each carry their own dictionary."""
+    return pa.table({"c": column}).unify_dictionaries().column("c").combine_chunks()
