@@ -79,7 +79,7 @@ def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
         METRIC_TYPE,
     )
     value_int = pa.concat_arrays([plain_values.cast(pa.int64()), *labeled.column("value_int").cast(pa.int64()).chunks])
-    value = pa.concat_arrays([plain_values.cast(pa.float64()), *labeled.column("value").chunks])
+    value = pa.concat_arrays([plain_values.cast(pa.float64(), safe=False), *labeled.column("value").chunks])
 
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
         "timestamp": pa.nulls(n, TIME).fill_null(pa.scalar(timestamp, TIME)) if n else pa.array([], TIME),

@@ -260,7 +260,7 @@ class _Labeled:
         for name in ("resource_id", "make", "model", "accelerator_id"):
             out[name] = labels[name].take(index) if name in labels else None  # type: ignore[assignment]
         out["value_int"] = values
-        out["value"] = values.cast(pa.float64())
+        out["value"] = values.cast(pa.float64(), safe=False)
         self._append(out, len(rows))
 
     def add_custom(self, containers: pa.Array, entity_of_container: np.ndarray) -> None:
