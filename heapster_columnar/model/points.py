@@ -18,6 +18,7 @@ from heapster_columnar.model.batch import MetricBatch
 from heapster_columnar.model.schema import (
     ENRICHED_LABELS,
     ENTITY_LABELS,
+    LABEL_TYPE,
     METRIC_LABELS,
     METRIC_TYPE,
     POINTS_SCHEMA,
@@ -81,8 +82,9 @@ def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
     value_int = pa.concat_arrays([plain_values.cast(pa.int64()), *labeled.column("value_int").cast(pa.int64()).chunks])
     value = pa.concat_arrays([plain_values.cast(pa.float64(), safe=False), *labeled.column("value").chunks])
 
+    no_label = pa.nulls(n, LABEL_TYPE)  # one shared all-null column: Arrow arrays are immutable
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
-        "timestamp": pa.nulls(n, TIME).fill_null(pa.scalar(timestamp, TIME)) if n else pa.array([], TIME),
+        "timestamp": _constant_time(timestamp, n),
         "type": _encode(entities.column("type"), entity_index, TYPE_TYPE.index_type),
         "metric": _unified(metric),
         "value": value,
@@ -91,17 +93,22 @@ def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
     for label in ENTITY_LABELS:
         columns[label] = _encode(entities.column(label), entity_index, pa.int32())
     for label in METRIC_LABELS:
-        columns[label] = _unified(
-            pa.chunked_array(
-                [pa.nulls(n_plain, POINTS_SCHEMA.field(label).type), *labeled.column(label).chunks],
-                POINTS_SCHEMA.field(label).type,
-            )
-        )
+        chunks = labeled.column(label).chunks
+        if all(chunk.null_count == len(chunk) for chunk in chunks):
+            columns[label] = no_label
+        else:
+            columns[label] = _unified(pa.chunked_array([pa.nulls(n_plain, LABEL_TYPE), *chunks], LABEL_TYPE))
     for label in ENRICHED_LABELS:
-        columns[label] = pa.nulls(n, POINTS_SCHEMA.field(label).type)
+        columns[label] = no_label
     columns["sample_time"] = entities.column("sample_time").take(entity_index)
     columns["start_time"] = entities.column("start_time").take(entity_index)
     return pa.Table.from_pydict(columns, schema=POINTS_SCHEMA)
+
+
+def _constant_time(stamp: datetime, n: int) -> pa.Array:
+    """A timestamp column holding one value, built straight from a numpy buffer."""
+    millis = int(stamp.timestamp() * 1000)
+    return pa.Array.from_buffers(TIME, n, [None, pa.py_buffer(np.full(n, millis, dtype=np.int64))])
 
 
 def _unified(column: pa.ChunkedArray) -> pa.Array:
