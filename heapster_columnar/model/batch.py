@@ -49,7 +49,8 @@ def concat_batches(parts: Sequence[MetricBatch]) -> MetricBatch:
         else:
             labeled.append(part.labeled)
         offset += part.entities.num_rows
+    # One dictionary per column across chunks, so group-bys and joins work without surprises.
     return MetricBatch(
         pa.concat_tables([p.entities for p in parts]),
-        pa.concat_tables(labeled),
+        pa.concat_tables(labeled).unify_dictionaries(),
     )
