@@ -7,8 +7,11 @@ concatenation with the already-long labeled rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -79,29 +82,34 @@ def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
         ],
         METRIC_TYPE,
     )
-    value_int = pa.concat_arrays([plain_values.cast(pa.int64()), *labeled.column("value_int").cast(pa.int64()).chunks])
-    value = pa.concat_arrays([plain_values.cast(pa.float64(), safe=False), *labeled.column("value").chunks])
 
-    no_label = pa.nulls(n, LABEL_TYPE)  # one shared all-null column: Arrow arrays are immutable
-    columns: dict[str, pa.Array | pa.ChunkedArray] = {
-        "timestamp": _constant_time(timestamp, n),
-        "type": _encode(entities.column("type"), entity_index, TYPE_TYPE.index_type),
-        "metric": _unified(metric),
-        "value": value,
-        "value_int": value_int,
-    }
-    for label in ENTITY_LABELS:
-        columns[label] = _encode(entities.column(label), entity_index, pa.int32())
-    for label in METRIC_LABELS:
+    def metric_label(label: str) -> pa.Array:
         chunks = labeled.column(label).chunks
         if all(chunk.null_count == len(chunk) for chunk in chunks):
-            columns[label] = no_label
-        else:
-            columns[label] = _unified(pa.chunked_array([pa.nulls(n_plain, LABEL_TYPE), *chunks], LABEL_TYPE))
-    for label in ENRICHED_LABELS:
-        columns[label] = no_label
-    columns["sample_time"] = entities.column("sample_time").take(entity_index)
-    columns["start_time"] = entities.column("start_time").take(entity_index)
+            return no_label
+        return _unified(pa.chunked_array([pa.nulls(n_plain, LABEL_TYPE), *chunks], LABEL_TYPE))
+
+    no_label = pa.nulls(n, LABEL_TYPE)  # one shared all-null column: Arrow arrays are immutable
+    # Independent whole-column gathers; pyarrow releases the GIL, so they run side by side.
+    tasks: dict[str, Callable[[], pa.Array]] = {
+        "timestamp": partial(_constant_time, timestamp, n),
+        "type": partial(_encode, entities.column("type"), entity_index, TYPE_TYPE.index_type),
+        "metric": partial(_unified, metric),
+        "value": lambda: pa.concat_arrays(
+            [plain_values.cast(pa.float64(), safe=False), *labeled.column("value").chunks]
+        ),
+        "value_int": lambda: pa.concat_arrays(
+            [plain_values.cast(pa.int64()), *labeled.column("value_int").cast(pa.int64()).chunks]
+        ),
+        **{label: partial(_encode, entities.column(label), entity_index, pa.int32()) for label in ENTITY_LABELS},
+        **{label: partial(metric_label, label) for label in METRIC_LABELS},
+        "sample_time": partial(entities.column("sample_time").take, entity_index),
+        "start_time": partial(entities.column("start_time").take, entity_index),
+    }
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        futures = {name: pool.submit(task) for name, task in tasks.items()}
+        columns = {name: future.result() for name, future in futures.items()}
+    columns.update(dict.fromkeys(ENRICHED_LABELS, no_label))
     return pa.Table.from_pydict(columns, schema=POINTS_SCHEMA)
 
 
