@@ -38,12 +38,11 @@ def _generate(nodes: int, pods: int, path: Path) -> None:
 
 
 def _load(path: Path) -> list[bytes]:
-    data = path.read_bytes()
-    docs, pos = [], 0
-    while pos < len(data):
-        size = int.from_bytes(data[pos : pos + 8], "little")
-        docs.append(data[pos + 8 : pos + 8 + size])
-        pos += 8 + size
+    """Read document by document, so the input is held once (as a collector holds its responses)."""
+    docs = []
+    with path.open("rb") as f:
+        while header := f.read(8):
+            docs.append(f.read(int.from_bytes(header, "little")))
     return docs
 
 

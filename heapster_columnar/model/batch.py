@@ -49,8 +49,9 @@ def concat_batches(parts: Sequence[MetricBatch]) -> MetricBatch:
         else:
             labeled.append(part.labeled)
         offset += part.entities.num_rows
-    # One dictionary per column across chunks, so group-bys and joins work without surprises.
+    # One chunk, hence one dictionary per column, so group-bys and joins work without surprises
+    # (unify_dictionaries would instead copy the merged dictionary into every chunk).
     return MetricBatch(
         pa.concat_tables([p.entities for p in parts]),
-        pa.concat_tables(labeled).unify_dictionaries(),
+        pa.concat_tables(labeled).combine_chunks(),
     )

@@ -70,7 +70,7 @@ def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
     entities = batch.entities
     names = plain_metric_names()
     rows, cols, plain_values = melt([entities.column(n).combine_chunks() for n in names])
-    labeled = batch.labeled.unify_dictionaries().combine_chunks()
+    labeled = batch.labeled.combine_chunks()
     n_plain, n_labeled = len(rows), labeled.num_rows
     n = n_plain + n_labeled
 

@@ -41,8 +41,8 @@ def _doc(node: str, volume: str) -> bytes:
 def test_concatenated_parts_rebase_labeled_rows_and_unify_dictionaries() -> None:
     parts = [decode_summaries([_doc(f"node-{i}", f"vol-{i}")], now=NOW).batch for i in range(3)]
     batch = concat_batches(parts)
-    assert batch.labeled.column("resource_id").num_chunks == 3
-    grouped = batch.labeled.group_by("resource_id").aggregate([("value", "sum")])  # needs one dictionary
+    assert batch.labeled.column("resource_id").num_chunks == 1  # one dictionary, not one per part
+    grouped = batch.labeled.group_by("resource_id").aggregate([("value", "sum")])
     assert grouped.num_rows == 3
     points = to_points(batch, NOW)
     fs = points.filter(pc.equal(points.column("metric"), "filesystem/usage")).to_pylist()
