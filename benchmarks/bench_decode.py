@@ -67,7 +67,9 @@ def _measure(path: Path, pods: int, repeat: int) -> dict[str, object]:
             orjson.loads(doc)
         floor.append(time.perf_counter() - t0)
     now = AT + timedelta(seconds=5)
+    result = None
     for _ in range(repeat):
+        del result  # keep one window's worth alive, as a collector would
         t0 = time.perf_counter()
         result = decode_summaries(docs, now=now)
         t1 = time.perf_counter()
