@@ -218,18 +218,23 @@ def _entity_table(kind: EntityType, n: int, columns: dict[str, pa.Array]) -> pa.
     return pa.Table.from_pydict(data, schema=schema)
 
 
-def _dedupe(pod_of: np.ndarray, names: pa.Array, start: pa.Array) -> np.ndarray | None:
-    """Rows to keep under Heapster's duplicate-container rule, or None when names are unique.
-
-    Per pod and name the later ``startTime`` wins; on equal start times, the later array position.
-    """
+def _group_key(owner: np.ndarray, names: pa.Array) -> np.ndarray:
+    """One int64 per (owner row, name), so "same name in the same pod/container" is an equality."""
     encoded = pc.dictionary_encode(names)
     codes = encoded.indices.fill_null(-1).to_numpy().astype(np.int64) + 1
-    key = pod_of.astype(np.int64) * (len(encoded.dictionary) + 1) + codes
+    return owner.astype(np.int64) * (len(encoded.dictionary) + 1) + codes
+
+
+def _keep_last(key: np.ndarray, rank: np.ndarray | None = None) -> np.ndarray | None:
+    """Rows to keep so that each key keeps its last row by (rank, array position); None if keys are unique.
+
+    Heapster keeps entities and metrics in maps, so of two entries with the same key the later one
+    replaces the earlier (and, for containers, the later ``startTime`` wins first).
+    """
     if len(np.unique(key)) == len(key):
         return None
-    starts = start.cast(pa.int64()).fill_null(np.iinfo(np.int64).min).to_numpy()
-    order = np.lexsort((np.arange(len(key)), starts, key))
+    position = np.arange(len(key))
+    order = np.lexsort((position, key) if rank is None else (position, rank, key))
     ordered = key[order]
     last = np.ones(len(key), dtype=bool)
     last[:-1] = ordered[:-1] != ordered[1:]
@@ -276,6 +281,9 @@ class _Labeled:
         ).fill_null(False)
         flat = flat.filter(keep)
         parent = parent[keep.to_numpy(zero_copy_only=False)]
+        last = _keep_last(_group_key(parent, pc.struct_field(flat, "name")))
+        if last is not None:  # a name repeated in one container: the later entry wins
+            flat, parent = flat.take(pa.array(last)), parent[last]
         name = pc.binary_join_element_wise(catalogue.CUSTOM_PREFIX, pc.struct_field(flat, "name"), "")
         self._append(
             {
@@ -408,7 +416,8 @@ def _flatten_batch(batch: pa.RecordBatch, now_ms: int, counter: _Counter) -> Met
     lists = pc.struct_field(pod, "containers")
     flat = lists.flatten()
     owner = pc.list_parent_indices(lists).to_numpy()
-    keep = _dedupe(owner, pc.struct_field(flat, "name"), pc.struct_field(flat, "startTime"))
+    starts = pc.struct_field(flat, "startTime").cast(pa.int64()).fill_null(np.iinfo(np.int64).min).to_numpy()
+    keep = _keep_last(_group_key(owner, pc.struct_field(flat, "name")), starts)
     if keep is not None:
         flat, owner = flat.take(pa.array(keep)), owner[keep]
     columns, n = _containers(flat, base, labeled, counter, now_ms)
