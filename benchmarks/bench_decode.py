@@ -122,8 +122,16 @@ def main() -> None:
         for nodes in args.nodes:
             path = Path(tmp) / f"summaries-{nodes}.bin"
             _generate(nodes, args.pods_per_node, path)
-            cmd = [sys.executable, __file__, "--_child", str(path), "--repeat", str(args.repeat),
-                   "--pods-per-node", str(args.pods_per_node)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--_child",
+                str(path),
+                "--repeat",
+                str(args.repeat),
+                "--pods-per-node",
+                str(args.pods_per_node),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr)

@@ -6,7 +6,8 @@
      │    ├── NodeScrapeError   one node's kubelet did not answer usefully
      │    └── PayloadError      a document arrived but cannot be decoded (names source and cause)
      ├── SinkError              a sink could not write (``retryable`` says whether to try again)
-     └── StoreError             stored history is unreadable (names the file)
+     ├── StoreError             stored history is unreadable (names the file)
+     └── Gone                   (simulator) a watch or list asked for a resourceVersion no longer kept
 
 Foreign errors (pyarrow, httpx, duckdb) are wrapped at the boundary that knows the context, with
 the original chained as ``__cause__``.

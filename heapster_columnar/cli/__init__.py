@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
-from heapster_columnar.cli import decode, demo
+from heapster_columnar.cli import decode, demo, simulate
 from heapster_columnar.cli._errors import CommandError
 
 PROG = "heapster-columnar"
-COMMANDS = {"decode": decode, "demo": demo}
+COMMANDS = {"decode": decode, "demo": demo, "simulate": simulate}
 
 
 class _Parser(argparse.ArgumentParser):

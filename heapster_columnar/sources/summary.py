@@ -27,7 +27,7 @@ from heapster_columnar.errors import PayloadError
 from heapster_columnar.model import catalogue
 from heapster_columnar.model.batch import MetricBatch, concat_batches
 from heapster_columnar.model.catalogue import EntityType
-from heapster_columnar.model.schema import LABELED_SCHEMA, METRIC_TYPE, entity_schema
+from heapster_columnar.model.schema import LABELED_SCHEMA, METRIC_TYPE, TIME, entity_schema
 from heapster_columnar.sources import summary_wire as wire
 
 __all__ = ["DecodeResult", "decode_summaries"]
@@ -46,7 +46,7 @@ class DecodeResult:
 
     batch: MetricBatch
     errors: tuple[PayloadError, ...]
-    unknown_values: int  # uint64 values above int64 max, dropped as "unknown"
+    unknown_values: int  # points not emitted because their value was above int64 max ("unknown")
     documents: int  # documents decoded successfully
 
 
@@ -166,9 +166,11 @@ class _Counter:
 
 
 def _f(array: pa.Array, path: str) -> pa.Array:
-    """Nested struct field by dotted path; a null parent makes the child null."""
+    """Nested struct field by dotted path; a null parent makes the child null. Times come out in ms."""
     for name in path.split("."):
         array = pc.struct_field(array, name)
+    if array.type == wire.TIME:
+        return array.cast(TIME, safe=False)  # truncate sub-millisecond fractions
     return array
 
 
@@ -315,7 +317,7 @@ def _containers(
 ) -> tuple[dict[str, pa.Array], int]:
     """Columns shared by pod and system containers, plus their filesystem/accelerator/custom rows."""
     n = len(containers)
-    start = pc.struct_field(containers, "startTime")
+    start = _f(containers, "startTime")
     columns = _metric_columns(containers, counter)
     columns["start_time"] = start
     columns["sample_time"] = pc.coalesce(_f(containers, "cpu.time"), _f(containers, "memory.time"))
@@ -364,7 +366,7 @@ def _flatten_batch(batch: pa.RecordBatch, now_ms: int, counter: _Counter) -> Met
     # nodes: one row per document
     n = len(node)
     nodename = pc.struct_field(node, "nodeName")
-    start = pc.struct_field(node, "startTime")
+    start = _f(node, "startTime")
     columns = _metric_columns(node, counter)
     columns.update(
         nodename=nodename,
@@ -392,7 +394,7 @@ def _flatten_batch(batch: pa.RecordBatch, now_ms: int, counter: _Counter) -> Met
     pod = pods.flatten()
     pod_node = pc.list_parent_indices(pods)
     ref = pc.struct_field(pod, "podRef")
-    start = pc.struct_field(pod, "startTime")
+    start = _f(pod, "startTime")
     pod_labels = {
         "nodename": nodename.take(pod_node),
         "namespace_name": pc.struct_field(ref, "namespace"),

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 U64 = pa.uint64()
-TIME = pa.timestamp("ms", tz="UTC")
+# Nanoseconds so any RFC 3339 fraction parses (Go accepts up to 9 digits); the decoder truncates to ms.
+TIME = pa.timestamp("ns", tz="UTC")
 STR = pa.string()
 
 _PSI_DATA = pa.struct([("total", U64)])

@@ -338,3 +338,20 @@ def test_bad_document_is_named_and_the_others_still_decode(case: str, kubelet_da
     assert result.documents == 2
     alone = decode_summaries(good, now=NOW)
     assert canonical(to_points(result.batch, NOW)) == canonical(to_points(alone.batch, NOW))
+
+
+def test_times_with_nanosecond_fractions_and_offsets_parse() -> None:
+    doc = {
+        "node": {
+            "nodeName": "n",
+            "startTime": "2023-12-31T23:00:00.123456789Z",
+            "cpu": {"time": "2024-01-01T01:00:00.999+01:00", "usageCoreNanoSeconds": 5},
+        }
+    }
+    points = to_points(decode_summaries([json.dumps(doc).encode()], now=NOW).batch, NOW).to_pylist()
+    cpu = next(p for p in points if p["metric"] == "cpu/usage")
+    assert cpu["start_time"] == datetime(2023, 12, 31, 23, 0, 0, 123000, tzinfo=UTC)  # truncated to ms
+    assert cpu["sample_time"] == datetime(2024, 1, 1, 0, 0, 0, 999000, tzinfo=UTC)
+    assert (
+        metrics_of(to_points(decode_summaries([json.dumps(doc).encode()], now=NOW).batch, NOW))["uptime"] == 3_599_877
+    )

@@ -1,0 +1,225 @@
+"""SimulatedCluster: API server + kubelet fleet on loopback, in a background event loop.
+
+Use it as a context manager (tests, the demo, benchmarks) or through ``heapster-columnar simulate``.
+Everything binds 127.x addresses only; TLS material and the kubeconfig go to a work directory that
+is removed on exit unless the caller gave one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from heapster_columnar.simulator.kubelet import KubeletFleet
+from heapster_columnar.simulator.objects import namespace_object, node_object, pod_objects
+from heapster_columnar.simulator.payloads import NodeShape, summary_document
+from heapster_columnar.simulator.spec import ClusterSpec, Fault, kubelet_ip, node_name
+
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+class SimulatedCluster:
+    """A running simulated cluster. ``with SimulatedCluster(ClusterSpec(nodes=3)) as c: ...``"""
+
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        *,
+        workdir: Path | None = None,
+        bad_certificate: bool = False,
+        progress: Callable[[Iterator[int]], Iterator[int]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self.shape = NodeShape(pods_per_node=spec.pods_per_node, seed=spec.seed)
+        self.faults = spec.faults.assign(spec.nodes, spec.seed)
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="heapster-sim-"))
+        self._bad_certificate = bad_certificate
+        self._progress = progress
+        self._clock = clock
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="simulated-cluster", daemon=True)
+        self._pods: dict[int, list[dict[str, Any]]] = {}
+        self.api_port = 0
+        self.ca_path: Path | None = None
+        self.fleet: KubeletFleet
+        self.startup_seconds = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> SimulatedCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        started = time.perf_counter()
+        self._build_objects()
+        self._thread.start()
+        self._call(self._start())
+        self.write_kubeconfig()
+        self.startup_seconds = time.perf_counter() - started
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._call(self._stop())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        if not self._loop.is_closed() and not self._loop.is_running():
+            self._loop.close()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _call(self, coro: Any) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout=600)
+
+    # --- addresses ---------------------------------------------------------------------------------
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.spec.https else "http"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.api_port}"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def source_uri(self) -> str:
+        """The ``--source`` to give ``heapster-columnar run`` (Heapster's URI form)."""
+        return f"kubernetes.summary_api:{self.api_url}?inClusterConfig=false&auth={self.kubeconfig_path}"
+
+    def kubelet_url(self, index: int) -> str:
+        return f"{self.scheme}://{kubelet_ip(index)}:{self.fleet.ports[index]}"
+
+    # --- truth, for tests ----------------------------------------------------------------------------
+
+    def summary(self, index: int, at: float) -> dict[str, Any]:
+        """The document node ``index`` serves at wall-clock second ``at`` (faults applied)."""
+        return self.fleet.document(index, at)
+
+    def pods(self, index: int) -> list[dict[str, Any]]:
+        return self._pods[index]
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod from the API (watchers see DELETED); safe to call from any thread."""
+
+        async def delete() -> None:
+            obj = self.store.get("pods", name, namespace)
+            if obj is not None:
+                self.store.delete("pods", obj)
+
+        self._call(delete())
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _build_objects(self) -> None:
+        now = datetime.now(UTC)
+        indices: Iterator[int] = iter(range(self.spec.nodes))
+        if self._progress is not None:
+            indices = self._progress(indices)
+        for index in indices:
+            document = summary_document(index, at=now, shape=self.shape)
+            self._pods[index] = pod_objects(document, seed=self.spec.seed, index=index, restarts={})
+
+    def _tls(self) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+        """(server context, context the API server uses to reach kubelets)."""
+        if not self.spec.https:
+            return None, None
+        import trustme
+
+        ca = trustme.CA()
+        signer = trustme.CA() if self._bad_certificate else ca
+        ips = ["127.0.0.1", *(kubelet_ip(i) for i in range(self.spec.nodes))]
+        cert = signer.issue_cert(*ips, "localhost")
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(server)
+        self.ca_path = self.workdir / "ca.crt"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        client = ssl.create_default_context(cafile=str(self.ca_path))
+        return server, client
+
+    async def _start(self) -> None:
+        from heapster_columnar.simulator.apiserver import create_app, start_apiserver
+        from heapster_columnar.simulator.store import ObjectStore
+
+        server_ssl, client_ssl = self._tls()
+        self.fleet = KubeletFleet(
+            self.spec.nodes,
+            shape=self.shape,
+            faults=self.faults,
+            pods_of=self.pods,
+            port=self.spec.kubelet_port,
+            token=self.spec.token,
+            ssl_context=server_ssl,
+            clock=self._clock,
+        )
+        await self.fleet.start()
+        self.store = ObjectStore()
+        created = datetime(2024, 1, 1, tzinfo=UTC)
+        namespaces = set(DEFAULT_NAMESPACES)
+        for index in range(self.spec.nodes):
+            ready = Fault.NOT_READY not in self.faults.get(index, {})
+            self.store.add(
+                "nodes",
+                node_object(index, shape=self.shape, port=self.fleet.ports[index], ready=ready, created=created),
+            )
+            for pod in self._pods[index]:
+                namespaces.add(pod["metadata"]["namespace"])
+                self.store.add("pods", pod)
+        for name in sorted(namespaces):
+            self.store.add("namespaces", namespace_object(name, seed=self.spec.seed))
+        headers = {"Authorization": f"Bearer {self.spec.token}"} if self.spec.token else {}
+        self._http = httpx.AsyncClient(verify=client_ssl or True, headers=headers, timeout=30)
+        by_name = {node_name(i): i for i in range(self.spec.nodes)}
+
+        def kubelet_of(name: str) -> str | None:
+            index = by_name.get(name)
+            return None if index is None else self.kubelet_url(index)
+
+        app = create_app(self.store, token=self.spec.token, kubelet_url=kubelet_of, http_client=self._http)
+        self._api_runner, self.api_port = await start_apiserver(
+            app, port=self.spec.apiserver_port, ssl_context=server_ssl
+        )
+
+    async def _stop(self) -> None:
+        await self.fleet.close()
+        await self._api_runner.cleanup()
+        await self._http.aclose()
+
+    def write_kubeconfig(self) -> Path:
+        """A kubeconfig for kubectl and the kubernetes client (JSON is valid YAML)."""
+        cluster: dict[str, Any] = {"server": self.api_url}
+        if self.ca_path is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca_path.read_bytes()).decode()
+        user = {"token": self.spec.token} if self.spec.token else {}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "simulated", "cluster": cluster}],
+            "users": [{"name": "simulated", "user": user}],
+            "contexts": [{"name": "simulated", "context": {"cluster": "simulated", "user": "simulated"}}],
+            "current-context": "simulated",
+        }
+        self.kubeconfig_path.write_text(json.dumps(config, indent=2))
+        return self.kubeconfig_path

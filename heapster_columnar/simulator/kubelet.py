@@ -1,0 +1,171 @@
+"""A fleet of simulated kubelets: one listening socket per node, each on its own 127.x address.
+
+All kubelets share one aiohttp application; a request is routed to its node by the local address it
+arrived on, exactly as a collector reaches a real node by its InternalIP and kubelet port. Documents
+come from :mod:`.payloads` and are cached per node and second (kubelet samples advance in whole
+seconds, so a second scrape within the same second gets the same bytes). Faults from
+:class:`.spec.FaultSpec` are applied per node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from heapster_columnar.simulator.payloads import NodeShape, summary_document
+from heapster_columnar.simulator.spec import Fault, kubelet_ip
+
+UINT64_MAX = 2**64 - 1
+GARBAGE = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+def apply_faults(document: dict[str, Any], faults: dict[Fault, float], now: float) -> dict[str, Any]:
+    """Change a Summary document the way a broken or unusual kubelet would (in place; returned)."""
+    if Fault.UINT64_MAX in faults:
+        document["node"]["fs"]["inodesFree"] = UINT64_MAX
+        for pod in document["pods"][:1]:
+            for container in pod["containers"]:
+                container["rootfs"]["inodesFree"] = UINT64_MAX
+    if Fault.MISSING_BLOCKS in faults:
+        for pod in document["pods"][::2]:
+            pod.pop("network", None)
+            for container in pod["containers"]:
+                container.pop("memory", None)
+    if Fault.RESTART in faults:
+        _restart_first_containers(document, faults[Fault.RESTART], now)
+    return document
+
+
+def _restart_first_containers(document: dict[str, Any], period: float, now: float) -> None:
+    """Every pod's first container restarted at the last multiple of ``period``: new startTime and
+    counters that start again from zero (scaled to the time since the restart)."""
+    restart_at = int(now // period * period)
+    stamp = datetime.fromtimestamp(restart_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for pod in document["pods"]:
+        container = pod["containers"][0]
+        old = datetime.fromisoformat(container["startTime"].replace("Z", "+00:00")).timestamp()
+        sample = datetime.fromisoformat(container["cpu"]["time"].replace("Z", "+00:00")).timestamp()
+        if restart_at <= old or restart_at >= sample:
+            continue
+        scale = (sample - restart_at) / (sample - old)
+        container["startTime"] = stamp
+        container["cpu"]["usageCoreNanoSeconds"] = int(container["cpu"]["usageCoreNanoSeconds"] * scale)
+        memory = container.get("memory") or {}
+        for key in ("pageFaults", "majorPageFaults"):
+            if key in memory:
+                memory[key] = int(memory[key] * scale)
+
+
+class KubeletFleet:
+    """Serves ``/stats/summary`` and ``/pods`` for every node of a simulated cluster."""
+
+    def __init__(
+        self,
+        nodes: int,
+        *,
+        shape: NodeShape,
+        faults: dict[int, dict[Fault, float]],
+        pods_of: Callable[[int], list[dict[str, Any]]],
+        port: int = 0,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.nodes, self.shape, self.faults, self.token = nodes, shape, faults, token
+        self._pods_of, self._port, self._ssl, self._clock = pods_of, port, ssl_context, clock
+        self._by_ip: dict[str, int] = {}
+        self.ports: list[int] = []
+        self._cache: dict[int, tuple[int, bytes]] = {}
+        self._runner: web.AppRunner | None = None
+        self._hanging: set[asyncio.Future[None]] = set()
+        self.requests = 0
+
+    def document(self, index: int, at: float) -> dict[str, Any]:
+        """What node ``index`` reports at wall-clock second ``at``: the simulator's truth."""
+        doc = summary_document(index, at=datetime.fromtimestamp(at, UTC), shape=self.shape)
+        return apply_faults(doc, self.faults.get(index, {}), at)
+
+    def body(self, index: int, at: float) -> bytes:
+        second = int(at)
+        cached = self._cache.get(index)
+        if cached is None or cached[0] != second:
+            cached = (second, orjson.dumps(self.document(index, second)))
+            self._cache[index] = cached
+        return cached[1]
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/stats/summary", self._summary)
+        app.router.add_get("/stats/summary/", self._summary)
+        app.router.add_get("/pods", self._pods)
+        app.router.add_get("/healthz", self._healthz)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        for index in range(self.nodes):
+            ip = kubelet_ip(index)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((ip, self._port))
+            sock.listen(128)
+            sock.setblocking(False)
+            await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
+            self._by_ip[ip] = index
+            self.ports.append(sock.getsockname()[1])
+
+    async def close(self) -> None:
+        for future in self._hanging:
+            future.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _node(self, request: web.Request) -> int:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        if not sockname or sockname[0] not in self._by_ip:
+            raise web.HTTPNotFound(text="unknown kubelet address")
+        return self._by_ip[sockname[0]]
+
+    def _check_token(self, request: web.Request) -> None:
+        if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+            raise web.HTTPUnauthorized(text="Unauthorized")
+
+    async def _summary(self, request: web.Request) -> web.StreamResponse:
+        index = self._node(request)
+        self._check_token(request)
+        self.requests += 1
+        faults = self.faults.get(index, {})
+        if Fault.HANG in faults:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._hanging.add(future)
+            try:
+                await future
+            finally:
+                self._hanging.discard(future)
+        if Fault.SLOW in faults:
+            await asyncio.sleep(faults[Fault.SLOW])
+        if Fault.HTTP500 in faults:
+            raise web.HTTPInternalServerError(text="Internal Error: failed to get node stats")
+        if Fault.GARBAGE in faults:
+            return web.Response(body=GARBAGE, content_type="text/html")
+        body = self.body(index, self._clock())
+        if Fault.TRUNCATED in faults:
+            body = body[: len(body) // 2]
+        return web.Response(body=body, content_type="application/json")
+
+    async def _pods(self, request: web.Request) -> web.Response:
+        index = self._node(request)
+        self._check_token(request)
+        items = self._pods_of(index)
+        body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
