@@ -1,0 +1,96 @@
+"""Simulator cost: start-up time and the simulator's own CPU per full scrape of every kubelet.
+
+    python benchmarks/bench_simulator.py --nodes 1000 --scrapes 2
+
+Runs ``heapster-columnar simulate`` in its own process (as it would run beside a collector),
+scrapes every kubelet once per round with httpx from this process, and reads the simulator's CPU
+time from /proc, so the client's cost is not counted. Every body is checked to decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from heapster_columnar.sources.summary import decode_summaries
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _scrape(api: str, rounds: int, pid: int, concurrency: int) -> None:
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency), timeout=60) as client:
+        nodes = (await client.get(api + "/api/v1/nodes")).json()["items"]
+        urls = [
+            f"http://{n['status']['addresses'][0]['address']}:{n['status']['daemonEndpoints']['kubeletEndpoint']['Port']}"
+            "/stats/summary"
+            for n in nodes
+        ]
+        gate = asyncio.Semaphore(concurrency)
+
+        async def get(url: str) -> bytes:
+            async with gate:
+                return (await client.get(url)).content
+
+        for round_ in range(rounds):
+            cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+            bodies = await asyncio.gather(*(get(u) for u in urls))
+            wall, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+            result = decode_summaries(bodies, now=datetime.now(UTC))
+            assert not result.errors, result.errors[:3]
+            mb = sum(map(len, bodies)) / 1e6
+            print(f"scrape {round_}: {len(urls)} kubelets, {mb:.0f} MB, {wall:.1f} s wall, simulator CPU {cpu:.1f} s")
+            await asyncio.sleep(1.1)  # a new second: kubelets render fresh samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--pods-per-node", type=int, default=30)
+    parser.add_argument("--scrapes", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    cmd = [
+        sys.executable,
+        "-m",
+        "heapster_columnar",
+        "simulate",
+        "--nodes",
+        str(args.nodes),
+        "--pods-per-node",
+        str(args.pods_per_node),
+        "--kubelet-port",
+        "0",
+    ]
+    started = time.perf_counter()
+    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert sim.stdout is not None
+        banner = ""
+        while not banner.endswith("\n") or not banner.splitlines()[-1].startswith("--source"):
+            line = sim.stdout.readline()
+            if not line:
+                raise SystemExit(f"simulator exited with {sim.wait()}")
+            banner += line
+        print(f"start-up: {time.perf_counter() - started:.1f} s until the --source line ({banner.splitlines()[0]})")
+        match = re.search(r"API server:\s+(\S+)", banner)
+        assert match
+        asyncio.run(_scrape(match.group(1), args.scrapes, sim.pid, args.concurrency))
+    finally:
+        sim.terminate()
+        sim.wait()
+
+
+if __name__ == "__main__":
+    main()
