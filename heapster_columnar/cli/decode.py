@@ -70,7 +70,7 @@ def _write_parquet(points: object, path: Path) -> None:
     """Write next to the target and rename, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        pq.write_table(points, tmp, compression="zstd")  # type: ignore[arg-type]
+        pq.write_table(points, tmp, compression="zstd")
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -33,7 +33,8 @@ class MetricBatch:
     def num_points(self) -> int:
         """Points this batch turns into: non-null plain metric cells plus labeled rows."""
         columns = (self.entities.column(name) for name in plain_metric_names())
-        return sum(len(col) - col.null_count for col in columns) + self.labeled.num_rows
+        plain: int = sum(len(col) - col.null_count for col in columns)
+        return plain + int(self.labeled.num_rows)
 
 
 def concat_batches(parts: Sequence[MetricBatch]) -> MetricBatch:

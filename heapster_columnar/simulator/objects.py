@@ -129,7 +129,7 @@ def _quantity_memory(num_bytes: float) -> str:
 
 def pod_objects(summary: dict[str, Any], *, seed: int, index: int, restarts: dict[str, int]) -> list[dict[str, Any]]:
     """The API's Pod objects for the pods in one node's Summary document (setup path only)."""
-    pods = []
+    pods: list[dict[str, Any]] = []
     for p in summary.get("pods") or []:
         ref = p["podRef"]
         namespace, name = ref["namespace"], ref["name"]

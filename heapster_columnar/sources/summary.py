@@ -188,7 +188,7 @@ def _int64(values: pa.Array, counter: _Counter) -> pa.Array:
 
 def _has(struct_type: pa.StructType, path: str) -> bool:
     head = path.split(".", 1)[0]
-    return struct_type.get_field_index(head) >= 0
+    return bool(struct_type.get_field_index(head) >= 0)
 
 
 def _metric_columns(stats: pa.Array, counter: _Counter) -> dict[str, pa.Array]:
@@ -224,7 +224,8 @@ def _group_key(owner: np.ndarray, names: pa.Array) -> np.ndarray:
     """One int64 per (owner row, name), so "same name in the same pod/container" is an equality."""
     encoded = pc.dictionary_encode(names)
     codes = encoded.indices.fill_null(-1).to_numpy().astype(np.int64) + 1
-    return owner.astype(np.int64) * (len(encoded.dictionary) + 1) + codes
+    key: np.ndarray = owner.astype(np.int64) * (len(encoded.dictionary) + 1) + codes
+    return key
 
 
 def _keep_last(key: np.ndarray, rank: np.ndarray | None = None) -> np.ndarray | None:
@@ -265,7 +266,7 @@ class _Labeled:
             "metric": pa.DictionaryArray.from_arrays(pa.array(cols, pa.int16()), [m.name for m in metrics]),
         }
         for name in ("resource_id", "make", "model", "accelerator_id"):
-            out[name] = labels[name].take(index) if name in labels else None  # type: ignore[assignment]
+            out[name] = labels[name].take(index) if name in labels else None
         out["value_int"] = values
         out["value"] = values.cast(pa.float64(), safe=False)
         self._append(out, len(rows))

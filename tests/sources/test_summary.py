@@ -51,7 +51,7 @@ def test_all_real_payloads_decode_in_one_batch() -> None:
 class TestGke2017:
     """summary-beats-gke-2017.json: docker era, pods without cpu/memory, `runtime` system container."""
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def points(self, kubelet_data: Path):  # type: ignore[no-untyped-def]
         return decode_files(kubelet_data / "summary-beats-gke-2017.json")
 
@@ -138,7 +138,7 @@ class TestGke2017:
 class TestMinikube128Swap:
     """summary-nri-minikube-v1.28-containerd-swap-2023.json: swap, process_stats, containerd."""
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def points(self, kubelet_data: Path):  # type: ignore[no-untyped-def]
         return decode_files(kubelet_data / "summary-nri-minikube-v1.28-containerd-swap-2023.json")
 
@@ -188,11 +188,11 @@ class TestMinikube128Swap:
 class TestWindowsPair:
     """The two consecutive Windows/containerd scrapes: sparse memory, no node counters, no inodes."""
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def pre(self, kubelet_data: Path):  # type: ignore[no-untyped-def]
         return decode_files(kubelet_data / "summary-aws-eks-windows-containerd-2023-pre.json")
 
-    @pytest.fixture(scope="class")
+    @pytest.fixture
     def cur(self, kubelet_data: Path):  # type: ignore[no-untyped-def]
         return decode_files(kubelet_data / "summary-aws-eks-windows-containerd-2023-cur.json")
 
