@@ -44,7 +44,7 @@ class SimulatedCluster:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.spec = spec
-        self.shape = NodeShape(pods_per_node=spec.pods_per_node, seed=spec.seed)
+        self.shape = NodeShape(pods_per_node=spec.pods_per_node, seed=spec.seed, memory_wave=False)
         self.faults = spec.faults.assign(spec.nodes, spec.seed)
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="heapster-sim-"))

@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from heapster_columnar.simulator.payloads import NodeShape, summary_document
+from heapster_columnar.simulator.render import SummaryTemplate
 from heapster_columnar.simulator.spec import Fault, kubelet_ip
 
 UINT64_MAX = 2**64 - 1
@@ -84,22 +85,40 @@ class KubeletFleet:
         self._by_ip: dict[str, int] = {}
         self.ports: list[int] = []
         self._cache: dict[int, tuple[int, bytes]] = {}
+        self._templates: dict[int, SummaryTemplate] = {}
+        # Templates are exact while every moving value is linear in time (no memory wave); with the
+        # wave on, rebuild a node's template this often so memory follows it.
+        self.refresh_seconds = 300 if shape.memory_wave else 2**62
         self._runner: web.AppRunner | None = None
         self._hanging: set[asyncio.Future[None]] = set()
         self.requests = 0
 
-    def document(self, index: int, at: float) -> dict[str, Any]:
-        """What node ``index`` reports at wall-clock second ``at``: the simulator's truth."""
+    def _render(self, index: int, at: float) -> dict[str, Any]:
         doc = summary_document(index, at=datetime.fromtimestamp(at, UTC), shape=self.shape)
         return apply_faults(doc, self.faults.get(index, {}), at)
 
+    def document(self, index: int, at: float) -> dict[str, Any]:
+        """What node ``index`` reports at wall-clock second ``at``: the simulator's truth."""
+        parsed: dict[str, Any] = orjson.loads(self.body(index, at))
+        return parsed
+
     def body(self, index: int, at: float) -> bytes:
+        """The bytes served at second ``at``: patched from the node's template, cached per second."""
         second = int(at)
         cached = self._cache.get(index)
-        if cached is None or cached[0] != second:
-            cached = (second, orjson.dumps(self.document(index, second)))
-            self._cache[index] = cached
-        return cached[1]
+        if cached is not None and cached[0] == second:
+            return cached[1]
+        if Fault.RESTART in self.faults.get(index, {}):  # counters jump at restarts: not linear
+            body = orjson.dumps(self._render(index, second))
+        else:
+            template = self._templates.get(index)
+            if template is None or not template.at <= second < template.at + self.refresh_seconds:
+                # built lazily, on a node's first scrape: two renders (~20 ms), then patches only
+                template = SummaryTemplate.build(lambda s: self._render(index, s), second)
+                self._templates[index] = template
+            body = template.render(second)
+        self._cache[index] = (second, body)
+        return body
 
     async def start(self) -> None:
         app = web.Application()

@@ -73,6 +73,7 @@ class NodeShape:
     max_lag_seconds: int = 10
     epoch: datetime = datetime(2024, 1, 1, tzinfo=UTC)  # every start time lies before this
     seed: int = 0
+    memory_wave: bool = True  # a slow ±5 % wave on memory; the live simulator turns it off
 
     def __post_init__(self) -> None:
         (c_lo, c_hi), (v_lo, v_hi), n_if, p_if = (
@@ -223,6 +224,8 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
     c_ws = np.clip(rng.lognormal(math.log(60 * MIB), 1.0, n_c), MIB, 4 * GIB)
     c_ws *= min(1.0, 0.45 * shape.node_memory_bytes / max(1.4 * c_ws.sum(), 1.0))
     wave = 1 + 0.05 * np.sin(2 * np.pi * ts / rng.integers(1800, 7200, n_c) + rng.uniform(0, 2 * np.pi, n_c))
+    if not shape.memory_wave:
+        wave = np.ones(n_c)
     usage_f, rss_f = rng.uniform(1.0, 1.3, n_c), rng.uniform(0.6, 1.0, n_c)
     ws, usage, rss = ((c_ws * f * wave).astype(np.int64) for f in (1.0, usage_f, rss_f))
     limit = np.where(rng.random(n_c) < 0.5, np.ceil(c_ws * rng.uniform(2, 5, n_c) / MIB) * MIB, 0).astype(np.int64)
