@@ -56,7 +56,8 @@ class SummaryTemplate:
     int_base: np.ndarray
     int_rate: np.ndarray  # change per second
     time_offsets: np.ndarray
-    time_base: np.ndarray  # epoch seconds at `at`
+    time_base: np.ndarray  # the distinct epoch seconds at `at` (a document has only a few)
+    time_of_slot: np.ndarray  # index into time_base for each time slot
 
     @classmethod
     def build(cls, document: Callable[[int], dict[str, Any]], at: int) -> SummaryTemplate:
@@ -75,7 +76,8 @@ class SummaryTemplate:
             position = text.index(f"~{k:0{TIME_WIDTH - 1}d}".encode(), position)
             time_offsets[k] = position
         values = np.array(ints, dtype=np.int64).reshape(-1, 2)
-        return cls(at, text, int_offsets, values[:, 0], values[:, 1], time_offsets, np.array(times, np.int64))
+        distinct, of_slot = np.unique(np.array(times, np.int64), return_inverse=True)
+        return cls(at, text, int_offsets, values[:, 0], values[:, 1], time_offsets, distinct, of_slot)
 
     def render(self, t: int) -> bytes:
         out = np.frombuffer(bytearray(self.body), dtype=np.uint8)
@@ -88,5 +90,5 @@ class SummaryTemplate:
         if len(self.time_offsets):
             stamps = np.datetime_as_string(_EPOCH + (self.time_base + (t - self.at)).astype("timedelta64[s]"))
             chars = np.frombuffer(np.char.add(stamps.astype("S19"), b"Z").tobytes(), np.uint8)
-            out[self.time_offsets[:, None] + np.arange(TIME_WIDTH)] = chars.reshape(-1, TIME_WIDTH)
+            out[self.time_offsets[:, None] + np.arange(TIME_WIDTH)] = chars.reshape(-1, TIME_WIDTH)[self.time_of_slot]
         return out.tobytes()
