@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from heapster_columnar.cli._errors import CommandError
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
-def _write_parquet(points: object, path: Path) -> None:
+def _write_parquet(points: pa.Table, path: Path) -> None:
     """Write next to the target and rename, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:

@@ -27,6 +27,7 @@ from heapster_columnar.errors import PayloadError
 from heapster_columnar.model import catalogue
 from heapster_columnar.model.batch import MetricBatch, concat_batches
 from heapster_columnar.model.catalogue import EntityType
+from heapster_columnar.model.points import melt
 from heapster_columnar.model.schema import LABELED_SCHEMA, METRIC_TYPE, TIME, entity_schema
 from heapster_columnar.sources import summary_wire as wire
 
@@ -253,8 +254,6 @@ class _Labeled:
 
     def add_fields(self, stats: pa.Array, entity: np.ndarray, family: str, labels: dict[str, pa.Array]) -> None:
         """One labeled row per non-null field of a family, e.g. the five filesystem metrics."""
-        from heapster_columnar.model.points import melt
-
         metrics = catalogue.summary_labeled_metrics(family)
         columns = [_int64(_f(stats, m.summary_field or ""), self.counter) for m in metrics]
         rows, cols, values = melt(columns)
