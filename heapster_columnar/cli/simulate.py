@@ -35,7 +35,9 @@ def _progress(total: int):  # type: ignore[no-untyped-def]
             from rich.progress import track
         except ImportError:
             return items
-        return track(items, total=total, description="building nodes and pods", console=Console(stderr=True))
+        return track(
+            items, total=(total + 99) // 100, description="building nodes and pods", console=Console(stderr=True)
+        )
 
     return wrap
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import multiprocessing
+import os
 import shutil
 import ssl
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,13 @@ from heapster_columnar.simulator.payloads import NodeShape, summary_document
 from heapster_columnar.simulator.spec import ClusterSpec, Fault, kubelet_ip, node_name
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _pods_of_nodes(indices: range, shape: NodeShape, now: datetime) -> list[list[dict[str, Any]]]:
+    """Pod objects of some nodes (runs in a worker process for large clusters)."""
+    return [
+        pod_objects(summary_document(i, at=now, shape=shape), seed=shape.seed, index=i, restarts={}) for i in indices
+    ]
 
 
 class SimulatedCluster:
@@ -134,13 +143,21 @@ class SimulatedCluster:
     # --- internals ---------------------------------------------------------------------------------
 
     def _build_objects(self) -> None:
+        """Pod objects for every node, read off each node's Summary; big clusters use every core."""
         now = datetime.now(UTC)
-        indices: Iterator[int] = iter(range(self.spec.nodes))
+        chunks = [range(i, min(i + 100, self.spec.nodes)) for i in range(0, self.spec.nodes, 100)]
+        chunk_iter: Iterator[int] = iter(range(len(chunks)))
         if self._progress is not None:
-            indices = self._progress(indices)
-        for index in indices:
-            document = summary_document(index, at=now, shape=self.shape)
-            self._pods[index] = pod_objects(document, seed=self.spec.seed, index=index, restarts={})
+            chunk_iter = self._progress(chunk_iter)
+        workers = min(os.cpu_count() or 1, len(chunks))
+        if workers > 1:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results = pool.map(_pods_of_nodes, chunks, [self.shape] * len(chunks), [now] * len(chunks))
+                for k, pods in zip(chunk_iter, results, strict=True):
+                    self._pods.update(zip(chunks[k], pods, strict=True))
+        else:
+            for k in chunk_iter:
+                self._pods.update(zip(chunks[k], _pods_of_nodes(chunks[k], self.shape, now), strict=True))
 
     def _tls(self) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
         """(server context, context the API server uses to reach kubelets)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from heapster_columnar.simulator.payloads import DAEMONSETS, NodeShape
@@ -22,6 +23,7 @@ RUNTIME = "containerd://1.7.13"
 MIB = 1 << 20
 
 
+@lru_cache(maxsize=100_000)  # owner references repeat across every node of a workload
 def _uid(*parts: object) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "heapster-columnar/" + "/".join(map(str, parts))))
 
@@ -156,7 +158,7 @@ def pod_objects(summary: dict[str, Any], *, seed: int, index: int, restarts: dic
                     "ready": True,
                     "started": True,
                     "restartCount": restarts.get(f"{namespace}/{name}/{c['name']}", 0),
-                    "containerID": "containerd://" + _uid("c", ref["uid"], c["name"]).replace("-", ""),
+                    "containerID": f"containerd://{ref['uid'].replace('-', '')}{k:032x}",
                     "state": {"running": {"startedAt": c["startTime"]}},
                 }
             )

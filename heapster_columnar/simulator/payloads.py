@@ -113,6 +113,7 @@ def _mix(rng: np.random.Generator, bounds: tuple[int, int], n: int, *, skew: boo
     return rng.permutation(np.repeat(sizes, quota))
 
 
+@lru_cache(maxsize=65_536)  # a document repeats a handful of instants hundreds of times
 def _rfc3339(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 

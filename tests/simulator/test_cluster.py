@@ -179,3 +179,14 @@ def test_each_fault_does_what_it_says() -> None:
         assert "network" not in missing["pods"][0] and "memory" not in missing["pods"][0]["containers"][0]
         node = httpx.get(sim.api_url + f"/api/v1/nodes/node-{by_fault['notready']:05d}").json()
         assert node["status"]["conditions"][0]["status"] == "False"
+
+
+def test_large_clusters_build_objects_in_worker_processes() -> None:
+    spec = ClusterSpec(nodes=201, pods_per_node=1, seed=9)  # three chunks of 100: the process pool
+    with SimulatedCluster(spec) as sim:
+        nodes = httpx.get(sim.api_url + "/api/v1/nodes").json()["items"]
+        pods = httpx.get(sim.api_url + "/api/v1/pods").json()["items"]
+        assert len(nodes) == 201
+        assert len(pods) == 201
+        assert sim.pods(200)[0]["spec"]["nodeName"] == "node-00200"
+        assert sim.pods(200)[0]["metadata"]["uid"] == sim.summary(200, time.time())["pods"][0]["podRef"]["uid"]
