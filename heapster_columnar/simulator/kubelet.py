@@ -45,6 +45,11 @@ def apply_faults(document: dict[str, Any], faults: dict[Fault, float], now: floa
     return document
 
 
+def restarts_between(start: float, period: float, now: float) -> int:
+    """How many times a container started at ``start`` has restarted by ``now`` under ``restart``."""
+    return max(0, int(now // period) - int(start // period))
+
+
 def _restart_first_containers(document: dict[str, Any], period: float, now: float) -> None:
     """Every pod's first container restarted at the last multiple of ``period``: new startTime and
     counters that start again from zero (scaled to the time since the restart)."""

@@ -190,3 +190,31 @@ def test_large_clusters_build_objects_in_worker_processes() -> None:
         assert len(pods) == 201
         assert sim.pods(200)[0]["spec"]["nodeName"] == "node-00200"
         assert sim.pods(200)[0]["metadata"]["uid"] == sim.summary(200, time.time())["pods"][0]["podRef"]["uid"]
+
+
+def test_restart_fault_resets_counters_and_counts_restarts() -> None:
+    clock = Clock(T0 + 30)  # T0 is a multiple of 60: the last restart was 30 s ago
+    spec = ClusterSpec(nodes=1, pods_per_node=3, seed=4, faults=FaultSpec.parse("restart=1:60"))
+    with SimulatedCluster(spec, clock=clock) as sim:
+        served = httpx.get(sim.kubelet_url(0) + "/stats/summary").json()
+        first = served["pods"][0]["containers"][0]
+        assert first["startTime"] == datetime.fromtimestamp(T0, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        elapsed = (datetime.fromisoformat(first["cpu"]["time"]) - datetime.fromtimestamp(T0, UTC)).total_seconds()
+        assert first["cpu"]["usageCoreNanoSeconds"] <= first["cpu"]["usageNanoCores"] * elapsed + 1
+        pod = served["pods"][0]["podRef"]
+
+        def restart_count() -> int:
+            obj = httpx.get(sim.api_url + f"/api/v1/namespaces/{pod['namespace']}/pods/{pod['name']}").json()
+            count: int = obj["status"]["containerStatuses"][0]["restartCount"]
+            return count
+
+        deadline = time.monotonic() + 5
+        while restart_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = restart_count()
+        assert before > 1000  # a container started years ago, restarting every minute
+        clock.t += 60
+        deadline = time.monotonic() + 5
+        while restart_count() == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert restart_count() == before + 1
