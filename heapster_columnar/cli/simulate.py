@@ -22,7 +22,10 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:  # type
     p.add_argument("--https", action="store_true", help="TLS with a generated CA (written to the work dir)")
     p.add_argument("--bad-certificate", action="store_true", help="serve a certificate the CA did not sign")
     p.add_argument("--token", help="require this bearer token on the API server and the kubelets")
-    p.add_argument("--faults", help="e.g. slow=0.05:3,hang=2,http500=0.01,truncated=1,uint64max=0.1,notready=1")
+    p.add_argument(
+        "--faults",
+        help="e.g. slow=0.05:3,hang=2,http500=0.01,truncated=1,uint64max=0.1,notready=1,restart=0.1:300,churn=0.2:120",
+    )
     p.add_argument("--port", type=int, default=0, help="API server port (default: any free port)")
     p.add_argument("--kubelet-port", type=int, default=10250, help="port on every node address (0: any)")
     p.add_argument("--workdir", type=Path, help="where the kubeconfig and CA go (default: a temp dir)")

@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 
-from heapster_columnar.simulator.kubelet import KubeletFleet, restarts_between
+from heapster_columnar.simulator.faults import restarts_between
+from heapster_columnar.simulator.kubelet import KubeletFleet
 from heapster_columnar.simulator.objects import namespace_object, node_object, pod_objects
 from heapster_columnar.simulator.payloads import NodeShape, summary_document
 from heapster_columnar.simulator.spec import ClusterSpec, Fault, kubelet_ip, node_name
@@ -215,41 +216,54 @@ class SimulatedCluster:
             return None if index is None else self.kubelet_url(index)
 
         app = create_app(self.store, token=self.spec.token, kubelet_url=kubelet_of, http_client=self._http)
-        self._restart_task = asyncio.get_running_loop().create_task(self._restarts())
+        self._fault_task = asyncio.get_running_loop().create_task(self._follow_faults())
         self._api_runner, self.api_port = await start_apiserver(
             app, port=self.spec.apiserver_port, ssl_context=server_ssl
         )
 
-    async def _restarts(self) -> None:
-        """Keep ``restartCount`` of the `restart` fault's containers in step with the kubelets.
-
-        Each time a period boundary passes, the affected pods are updated in the store, so watchers
-        see MODIFIED events, as they would when a real container restarts.
-        """
-        nodes = {i: f[Fault.RESTART] for i, f in self.faults.items() if Fault.RESTART in f}
-        seen: dict[str, int] = {}
-        while nodes:
+    async def _follow_faults(self) -> None:
+        """Keep the API's pods in step with periodic kubelet faults, as watchers would see them:
+        restarts update ``restartCount`` (MODIFIED), churn replaces pods (DELETED, then ADDED)."""
+        restart = {i: f[Fault.RESTART] for i, f in self.faults.items() if Fault.RESTART in f}
+        churn = [i for i, f in self.faults.items() if Fault.CHURN in f]
+        counted: dict[str, int] = {}
+        while restart or churn:
             now = self._clock()
-            for index, period in nodes.items():
-                for pod in self._pods[index]:
-                    status = pod["status"]["containerStatuses"][0]
-                    started = datetime.fromisoformat(status["state"]["running"]["startedAt"].replace("Z", "+00:00"))
-                    count = restarts_between(started.timestamp(), period, now)
-                    key = pod["metadata"]["uid"]
-                    if seen.get(key) == count:
-                        continue
-                    seen[key] = count
-                    statuses = [dict(status, restartCount=count), *pod["status"]["containerStatuses"][1:]]
-                    current = self.store.get("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
-                    if current is not None:
-                        self.store.update(
-                            "pods", dict(current, status=dict(current["status"], containerStatuses=statuses))
-                        )
+            for index in churn:
+                self._reconcile_pods(index, now)
+            for index, period in restart.items():
+                self._count_restarts(index, period, now, counted)
             await asyncio.sleep(1)
 
+    def _reconcile_pods(self, index: int, now: float) -> None:
+        served = pod_objects(self.fleet.document(index, now), seed=self.spec.seed, index=index, restarts={})
+        have = {p["metadata"]["uid"]: p for p in self._pods[index]}
+        want = {p["metadata"]["uid"]: p for p in served}
+        for uid in have.keys() - want.keys():
+            meta = have[uid]["metadata"]
+            current = self.store.get("pods", meta["name"], meta["namespace"])
+            if current is not None:
+                self.store.delete("pods", current)
+        for uid in want.keys() - have.keys():
+            self.store.add("pods", want[uid])
+        self._pods[index] = [have.get(p["metadata"]["uid"], p) for p in served]
+
+    def _count_restarts(self, index: int, period: float, now: float, counted: dict[str, int]) -> None:
+        for pod in self._pods[index]:
+            status = pod["status"]["containerStatuses"][0]
+            started = datetime.fromisoformat(status["state"]["running"]["startedAt"].replace("Z", "+00:00"))
+            count = restarts_between(started.timestamp(), period, now)
+            if counted.get(pod["metadata"]["uid"]) == count:
+                continue
+            counted[pod["metadata"]["uid"]] = count
+            statuses = [dict(status, restartCount=count), *pod["status"]["containerStatuses"][1:]]
+            current = self.store.get("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
+            if current is not None:
+                self.store.update("pods", dict(current, status=dict(current["status"], containerStatuses=statuses)))
+
     async def _stop(self) -> None:
-        self._restart_task.cancel()
-        await asyncio.gather(self._restart_task, return_exceptions=True)
+        self._fault_task.cancel()
+        await asyncio.gather(self._fault_task, return_exceptions=True)
         await self.fleet.close()
         await self._api_runner.cleanup()
         await self._http.aclose()

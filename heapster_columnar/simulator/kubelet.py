@@ -20,54 +20,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from heapster_columnar.simulator.faults import apply_faults, period_key
 from heapster_columnar.simulator.payloads import NodeShape, summary_document
 from heapster_columnar.simulator.render import SummaryTemplate
 from heapster_columnar.simulator.spec import Fault, kubelet_ip
 
-UINT64_MAX = 2**64 - 1
 GARBAGE = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
-
-
-def apply_faults(document: dict[str, Any], faults: dict[Fault, float], now: float) -> dict[str, Any]:
-    """Change a Summary document the way a broken or unusual kubelet would (in place; returned)."""
-    if Fault.UINT64_MAX in faults:
-        document["node"]["fs"]["inodesFree"] = UINT64_MAX
-        for pod in document["pods"][:1]:
-            for container in pod["containers"]:
-                container["rootfs"]["inodesFree"] = UINT64_MAX
-    if Fault.MISSING_BLOCKS in faults:
-        for pod in document["pods"][::2]:
-            pod.pop("network", None)
-            for container in pod["containers"]:
-                container.pop("memory", None)
-    if Fault.RESTART in faults:
-        _restart_first_containers(document, faults[Fault.RESTART], now)
-    return document
-
-
-def restarts_between(start: float, period: float, now: float) -> int:
-    """How many times a container started at ``start`` has restarted by ``now`` under ``restart``."""
-    return max(0, int(now // period) - int(start // period))
-
-
-def _restart_first_containers(document: dict[str, Any], period: float, now: float) -> None:
-    """Every pod's first container restarted at the last multiple of ``period``: new startTime and
-    counters that start again from zero (scaled to the time since the restart)."""
-    restart_at = int(now // period * period)
-    stamp = datetime.fromtimestamp(restart_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    for pod in document["pods"]:
-        container = pod["containers"][0]
-        old = datetime.fromisoformat(container["startTime"].replace("Z", "+00:00")).timestamp()
-        sample = datetime.fromisoformat(container["cpu"]["time"].replace("Z", "+00:00")).timestamp()
-        if restart_at <= old or restart_at >= sample:
-            continue
-        scale = (sample - restart_at) / (sample - old)
-        container["startTime"] = stamp
-        container["cpu"]["usageCoreNanoSeconds"] = int(container["cpu"]["usageCoreNanoSeconds"] * scale)
-        memory = container.get("memory") or {}
-        for key in ("pageFaults", "majorPageFaults"):
-            if key in memory:
-                memory[key] = int(memory[key] * scale)
 
 
 class KubeletFleet:
@@ -100,7 +58,7 @@ class KubeletFleet:
 
     def _render(self, index: int, at: float) -> dict[str, Any]:
         doc = summary_document(index, at=datetime.fromtimestamp(at, UTC), shape=self.shape)
-        return apply_faults(doc, self.faults.get(index, {}), at)
+        return apply_faults(doc, self.faults.get(index, {}), at, seed=self.shape.seed)
 
     def document(self, index: int, at: float) -> dict[str, Any]:
         """What node ``index`` reports at wall-clock second ``at``: the simulator's truth."""
@@ -113,11 +71,16 @@ class KubeletFleet:
         cached = self._cache.get(index)
         if cached is not None and cached[0] == second:
             return cached[1]
-        if Fault.RESTART in self.faults.get(index, {}):  # counters jump at restarts: not linear
+        faults = self.faults.get(index, {})
+        if period_key(faults, second) != period_key(faults, second + 1):  # a restart/churn boundary
             body = orjson.dumps(self._render(index, second))
         else:
             template = self._templates.get(index)
-            if template is None or not template.at <= second < template.at + self.refresh_seconds:
+            if (
+                template is None
+                or not template.at <= second < template.at + self.refresh_seconds
+                or period_key(faults, template.at) != period_key(faults, second)
+            ):
                 # built lazily, on a node's first scrape: two renders (~20 ms), then patches only
                 template = SummaryTemplate.build(lambda s: self._render(index, s), second)
                 self._templates[index] = template

@@ -28,9 +28,10 @@ class Fault(enum.StrEnum):
     MISSING_BLOCKS = "missing"  # optional blocks (pod network, container memory) left out
     NOT_READY = "notready"  # the Node's Ready condition is False
     RESTART = "restart"  # one container per pod restarts every `param` seconds (default 300)
+    CHURN = "churn"  # one pod per node is replaced by a new one every `param` seconds (default 120)
 
 
-DEFAULT_PARAM = {Fault.SLOW: 3.0, Fault.RESTART: 300.0}
+DEFAULT_PARAM = {Fault.SLOW: 3.0, Fault.RESTART: 300.0, Fault.CHURN: 120.0}
 
 
 @dataclass(frozen=True, slots=True)

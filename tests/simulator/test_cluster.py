@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 import time
@@ -218,3 +219,41 @@ def test_restart_fault_resets_counters_and_counts_restarts() -> None:
         while restart_count() == before and time.monotonic() < deadline:
             time.sleep(0.1)
         assert restart_count() == before + 1
+
+
+def test_churn_replaces_a_pod_on_the_kubelet_and_in_the_api() -> None:
+    clock = Clock(T0 + 30)
+    spec = ClusterSpec(nodes=1, pods_per_node=4, seed=8, faults=FaultSpec.parse("churn=1:60"))
+    with SimulatedCluster(spec, clock=clock) as sim:
+
+        def served_uids() -> set[str]:
+            return {p["podRef"]["uid"] for p in httpx.get(sim.kubelet_url(0) + "/stats/summary").json()["pods"]}
+
+        def api_uids() -> set[str]:
+            return {p["metadata"]["uid"] for p in httpx.get(sim.api_url + "/api/v1/pods").json()["items"]}
+
+        deadline = time.monotonic() + 5
+        while api_uids() != served_uids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = served_uids()
+        assert api_uids() == before and len(before) == 4
+        version = httpx.get(sim.api_url + "/api/v1/pods").json()["metadata"]["resourceVersion"]
+
+        clock.t += 60  # next generation: one slot gets a new pod
+        after = served_uids()
+        assert len(after - before) == 1 and len(before - after) == 1
+        (new_uid,) = after - before
+        new_pod = next(
+            p for p in httpx.get(sim.kubelet_url(0) + "/stats/summary").json()["pods"] if p["podRef"]["uid"] == new_uid
+        )
+        assert new_pod["startTime"] == datetime.fromtimestamp(T0 + 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        events = []
+        url = sim.api_url + f"/api/v1/pods?watch=true&resourceVersion={version}&timeoutSeconds=5"
+        with httpx.stream("GET", url, timeout=10) as stream:
+            for line in stream.iter_lines():
+                event = json.loads(line)
+                events.append((event["type"], event["object"]["metadata"]["uid"]))
+                if len(events) == 2:
+                    break
+        assert sorted(events) == sorted([("DELETED", next(iter(before - after))), ("ADDED", new_uid)])
