@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from heapster_columnar.simulator.faults import restarts_between
+from heapster_columnar.simulator.faults import restarts_between, seconds_of
 from heapster_columnar.simulator.kubelet import KubeletFleet
 from heapster_columnar.simulator.objects import namespace_object, node_object, pod_objects
 from heapster_columnar.simulator.payloads import NodeShape, summary_document
@@ -251,8 +251,7 @@ class SimulatedCluster:
     def _count_restarts(self, index: int, period: float, now: float, counted: dict[str, int]) -> None:
         for pod in self._pods[index]:
             status = pod["status"]["containerStatuses"][0]
-            started = datetime.fromisoformat(status["state"]["running"]["startedAt"].replace("Z", "+00:00"))
-            count = restarts_between(started.timestamp(), period, now)
+            count = restarts_between(seconds_of(status["state"]["running"]["startedAt"]), period, now)
             if counted.get(pod["metadata"]["uid"]) == count:
                 continue
             counted[pod["metadata"]["uid"]] = count

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+import numpy as np
+
+from heapster_columnar.simulator.payloads import name_codes, rfc3339
 from heapster_columnar.simulator.spec import Fault
 
 UINT64_MAX = 2**64 - 1
@@ -22,15 +25,11 @@ _COUNTERS = {
     "memory": ("pageFaults", "majorPageFaults"),
     "network": ("rxBytes", "rxErrors", "txBytes", "txErrors"),
 }
-_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
-def _seconds(stamp: str) -> float:
+def seconds_of(stamp: str) -> float:
+    """Epoch seconds of an RFC 3339 time as kubelets write it."""
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def _stamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _scale(stats: dict[str, Any], scale: float) -> None:
@@ -77,9 +76,9 @@ def _restart_first_containers(document: dict[str, Any], period: float, now: floa
     restart_at = int(now // period * period)
     for pod in document["pods"]:
         container = pod["containers"][0]
-        old, sample = _seconds(container["startTime"]), _seconds(container["cpu"]["time"])
+        old, sample = seconds_of(container["startTime"]), seconds_of(container["cpu"]["time"])
         if old < restart_at < sample:
-            container["startTime"] = _stamp(restart_at)
+            container["startTime"] = rfc3339(restart_at)
             _scale(container, (sample - restart_at) / (sample - old))
 
 
@@ -89,19 +88,18 @@ def _churn(document: dict[str, Any], period: float, now: float, seed: int) -> No
     node = document["node"]["nodeName"]
     for slot, pod in enumerate(pods):
         replaced = generation - (generation - slot) % len(pods)  # last generation that hit this slot
-        born, old = replaced * period, _seconds(pod["startTime"])
-        sample = _seconds((pod.get("cpu") or pod["containers"][0]["cpu"])["time"])
+        born, old = replaced * period, seconds_of(pod["startTime"])
+        sample = seconds_of((pod.get("cpu") or pod["containers"][0]["cpu"])["time"])
         if not old < born < sample:
             continue
         digest = hashlib.blake2b(f"{seed}/{node}/{slot}/{replaced}".encode(), digest_size=8).digest()
-        number = int.from_bytes(digest, "big")
-        suffix = "".join(_ALPHABET[number // len(_ALPHABET) ** k % len(_ALPHABET)] for k in range(5))
+        suffix = name_codes(np.array([int.from_bytes(digest, "big") % 2**62]), 5)[0]
         ref = pod["podRef"]
         ref["name"] = f"{ref['name'].rsplit('-', 1)[0]}-{suffix}"
         ref["uid"] = str(uuid.UUID(bytes=hashlib.blake2b(digest, digest_size=16).digest(), version=4))
-        pod["startTime"] = _stamp(born)
+        pod["startTime"] = rfc3339(int(born))
         _scale(pod, (sample - born) / (sample - old))
         for container in pod["containers"]:
-            c_old = _seconds(container["startTime"])
-            container["startTime"] = _stamp(born)
+            c_old = seconds_of(container["startTime"])
+            container["startTime"] = rfc3339(int(born))
             _scale(container, (sample - born) / max(sample - c_old, 1.0))

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from heapster_columnar.simulator.spec import node_name
+
 try:
     import orjson
 except ImportError:  # pragma: no cover - orjson is a test dependency, the stdlib is the fallback
@@ -114,11 +116,11 @@ def _mix(rng: np.random.Generator, bounds: tuple[int, int], n: int, *, skew: boo
 
 
 @lru_cache(maxsize=65_536)  # a document repeats a handful of instants hundreds of times
-def _rfc3339(seconds: int) -> str:
+def rfc3339(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def _codes(values: np.ndarray, width: int) -> list[str]:
+def name_codes(values: np.ndarray, width: int) -> list[str]:
     """Integers spelled in Kubernetes' name alphabet, so generated suffixes look like real ones."""
     digits = (values.astype(np.int64)[:, None] // len(_ALPHABET) ** np.arange(width)) % len(_ALPHABET)
     return ["".join(row) for row in _ALPHABET[digits].tolist()]
@@ -128,7 +130,7 @@ def _codes(values: np.ndarray, width: int) -> list[str]:
 def _rs_hash(seed: int, app: str) -> str:
     """ReplicaSet hash shared by one Deployment's pods on every node, as in a real cluster."""
     digest = hashlib.blake2b(f"{seed}/{app}".encode(), digest_size=8).digest()
-    return _codes(np.array([int.from_bytes(digest, "little") % len(_ALPHABET) ** 10]), 10)[0]
+    return name_codes(np.array([int.from_bytes(digest, "little") % len(_ALPHABET) ** 10]), 10)[0]
 
 
 def _uuids(rng: np.random.Generator, n: int) -> list[str]:
@@ -197,7 +199,7 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
     rng = np.random.default_rng([shape.seed, node_index])
     epoch, n_pods = math.floor(shape.epoch.timestamp()), shape.pods_per_node
     ts = now - int(rng.integers(0, shape.max_lag_seconds + 1))
-    t = _rfc3339(ts)
+    t = rfc3339(ts)
 
     # Start times: node, its daemons, pods, containers; a parent never starts after its children.
     node_start = epoch - int(rng.integers(86_400, 60 * 86_400))
@@ -261,9 +263,9 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
         np.take_along_axis(vol, kinds[:, :, None], 1) * on_nodefs[:, :, None]
     ).sum(1)
     pvc_capacity = (rng.choice([10, 20, 50], n_pods) * GIB).tolist()
-    api_suffix = _codes(rng.integers(0, _NAME_SPACE, n_pods), 5)
+    api_suffix = name_codes(rng.integers(0, _NAME_SPACE, n_pods), 5)
     # A bijection of the global pod index, so pod names never collide across the cluster.
-    pod_suffix = _codes((np.arange(n_pods) + node_index * n_pods + 1_234_567) * 7_368_787 % _NAME_SPACE, 5)
+    pod_suffix = name_codes((np.arange(n_pods) + node_index * n_pods + 1_234_567) * 7_368_787 % _NAME_SPACE, 5)
     apps = rng.integers(0, len(APPS), n_pods).tolist()
     uids = _uuids(rng, n_pods)
 
@@ -312,7 +314,7 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
             cs.append(
                 {
                     "name": app if k == 0 else SIDECARS[k - 1],
-                    "startTime": _rfc3339(cstart),
+                    "startTime": rfc3339(cstart),
                     "cpu": {"time": t, "usageNanoCores": ccpu, "usageCoreNanoSeconds": ccpu_ns},
                     "memory": _memory(t, cu, cws, crss, cpf, cmaj, clim),
                     "rootfs": nodefs(ru, ri),
@@ -334,11 +336,11 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
         pods.append(
             {
                 "podRef": {"name": name, "namespace": namespace, "uid": uids[p]},
-                "startTime": _rfc3339(start),
+                "startTime": rfc3339(start),
                 "containers": cs,
                 "cpu": {"time": t, "usageNanoCores": cpu, "usageCoreNanoSeconds": cpu_ns},
                 "memory": _memory(t, pusage, pws, prss, pf, major, plimit),
-                "network": _network(_rfc3339(ts - lag), pod_names, pod_net_counters[p]),
+                "network": _network(rfc3339(ts - lag), pod_names, pod_net_counters[p]),
                 "volume": volumes,
                 "ephemeral-storage": nodefs(eph, eph_in),
                 "process_stats": {"process_count": nproc},
@@ -352,7 +354,7 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
         cpu, susage, sws, srss, spf, smajor, slimit = daemons[name]
         e = ts - sys_start[name]
         memory = _memory(t, susage, sws, srss, spf * e, smajor * e, slimit)
-        start, swap = _rfc3339(sys_start[name]), {"time": t, "swapUsageBytes": 0}
+        start, swap = rfc3339(sys_start[name]), {"time": t, "swapUsageBytes": 0}
         system.append({"name": name, "startTime": start, "cpu": _cpu(t, cpu, e), "memory": memory, "swap": swap})
     e = ts - node_start
     node_cpu, _, node_ws, node_rss, node_pf, node_major = (sum(d[i] for d in daemons.values()) for i in range(6))
@@ -368,9 +370,9 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
     node_net[[n in IDLE_INTERFACES for n in names]] = 0
     return {
         "node": {
-            "nodeName": f"node-{node_index:05d}",
+            "nodeName": node_name(node_index),
             "systemContainers": system,
-            "startTime": _rfc3339(node_start),
+            "startTime": rfc3339(node_start),
             "cpu": _cpu(t, node_cpu, e),
             "memory": _memory(t, node_usage, node_ws, node_rss, node_pf * e, node_major * e, shape.node_memory_bytes),
             "network": _network(t, names, (node_net * e).tolist()),
