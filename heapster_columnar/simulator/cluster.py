@@ -25,13 +25,26 @@ from typing import Any
 
 import httpx
 
-from heapster_columnar.simulator.faults import restarts_between, seconds_of
+from heapster_columnar.simulator.faults import PERIODIC, apply_faults, restarts_between, seconds_of
 from heapster_columnar.simulator.kubelet import KubeletFleet
 from heapster_columnar.simulator.objects import namespace_object, node_object, pod_objects
 from heapster_columnar.simulator.payloads import NodeShape, summary_document
+from heapster_columnar.simulator.render import SummaryTemplate
 from heapster_columnar.simulator.spec import ClusterSpec, Fault, kubelet_ip, node_name
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _templates_of_nodes(
+    indices: list[int], shape: NodeShape, faults: dict[int, dict[Fault, float]], at: int
+) -> dict[int, SummaryTemplate]:
+    """Summary templates of some nodes, built in a worker process while the cluster already serves."""
+
+    def render(index: int, second: int) -> dict[str, Any]:
+        document = summary_document(index, at=datetime.fromtimestamp(second, UTC), shape=shape)
+        return apply_faults(document, faults.get(index, {}), second, seed=shape.seed)
+
+    return {i: SummaryTemplate.build(lambda s, i=i: render(i, s), at) for i in indices}  # type: ignore[misc]
 
 
 def _pods_of_nodes(indices: range, shape: NodeShape, now: datetime) -> list[list[dict[str, Any]]]:
@@ -52,6 +65,7 @@ class SimulatedCluster:
         bad_certificate: bool = False,
         progress: Callable[[Iterator[int]], Iterator[int]] | None = None,
         clock: Callable[[], float] = time.time,
+        warm: bool = False,
     ) -> None:
         self.spec = spec
         self.shape = NodeShape(pods_per_node=spec.pods_per_node, seed=spec.seed, memory_wave=False)
@@ -61,6 +75,10 @@ class SimulatedCluster:
         self._bad_certificate = bad_certificate
         self._progress = progress
         self._clock = clock
+        self._warm = warm
+        self._warmed = threading.Event()
+        self._warmer = threading.Thread(target=self._warm_up, name="template-warm-up", daemon=True)
+        self._pool: ProcessPoolExecutor | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="simulated-cluster", daemon=True)
         self._pods: dict[int, list[dict[str, Any]]] = {}
@@ -85,8 +103,41 @@ class SimulatedCluster:
         self._call(self._start())
         self.write_kubeconfig()
         self.startup_seconds = time.perf_counter() - started
+        if self._warm:
+            self._warmer.start()
+
+    def wait_warm(self, timeout: float | None = None) -> bool:
+        """Block until every kubelet's body template is built (first scrapes are then cheap)."""
+        self._warmed.wait(timeout)
+        return self._warmed.is_set()
+
+    def _warm_up(self) -> None:
+        """Build body templates in worker processes, so the first scrape does not pay for them."""
+        periodic = {i for i, f in self.faults.items() if any(p in f for p in PERIODIC)}
+        todo = [i for i in range(self.spec.nodes) if i not in periodic]
+        chunks = [todo[k : k + 50] for k in range(0, len(todo), 50)]
+        at = int(self._clock())
+        try:
+            with ProcessPoolExecutor(
+                min(os.cpu_count() or 1, max(len(chunks), 1)), mp_context=multiprocessing.get_context("spawn")
+            ) as pool:
+                self._pool = pool
+                jobs = [pool.submit(_templates_of_nodes, c, self.shape, self.faults, at) for c in chunks]
+                for job in jobs:
+                    templates = job.result()
+                    if self._loop.is_closed():
+                        return
+                    self._loop.call_soon_threadsafe(self.fleet.add_templates, templates)
+        except (RuntimeError, OSError):  # closing while warming: the templates are simply built later
+            return
+        finally:
+            self._warmed.set()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._warmer.is_alive():
+            self._warmer.join(timeout=30)
         if self._thread.is_alive():
             self._call(self._stop())
             self._loop.call_soon_threadsafe(self._loop.stop)

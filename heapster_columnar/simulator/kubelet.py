@@ -56,6 +56,11 @@ class KubeletFleet:
         self._hanging: set[asyncio.Future[None]] = set()
         self.requests = 0
 
+    def add_templates(self, templates: dict[int, SummaryTemplate]) -> None:
+        """Install templates built elsewhere (warm-up in worker processes); call on the loop thread."""
+        for index, template in templates.items():
+            self._templates.setdefault(index, template)
+
     def _render(self, index: int, at: float) -> dict[str, Any]:
         doc = summary_document(index, at=datetime.fromtimestamp(at, UTC), shape=self.shape)
         return apply_faults(doc, self.faults.get(index, {}), at, seed=self.shape.seed)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
+import orjson
 import pytest
 from kubernetes import client, config, watch
 
@@ -257,3 +258,14 @@ def test_churn_replaces_a_pod_on_the_kubelet_and_in_the_api() -> None:
                 if len(events) == 2:
                     break
         assert sorted(events) == sorted([("DELETED", next(iter(before - after))), ("ADDED", new_uid)])
+
+
+def test_warm_up_prebuilds_every_body_exactly() -> None:
+    spec = ClusterSpec(nodes=60, pods_per_node=3, seed=12, faults=FaultSpec.parse("churn=1:60"))
+    with SimulatedCluster(spec, warm=True) as sim:
+        assert sim.wait_warm(timeout=120)
+        # the churning node is left to the API's reconciler, which builds its template on first use
+        assert set(sim.fleet._templates) == set(range(60))
+        second = int(time.time())
+        for index in (0, 30, 59):
+            assert orjson.loads(sim.fleet.body(index, second)) == sim.fleet._render(index, second)
