@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from heapster_columnar.simulator.faults import PERIODIC, apply_faults, restarts_between, seconds_of
-from heapster_columnar.simulator.kubelet import KubeletFleet
+from heapster_columnar.simulator.faults import PERIODIC, restarts_between, seconds_of
+from heapster_columnar.simulator.kubelet import KubeletFleet, render_summary
 from heapster_columnar.simulator.objects import namespace_object, node_object, pod_objects
 from heapster_columnar.simulator.payloads import NodeShape, summary_document
 from heapster_columnar.simulator.render import SummaryTemplate
@@ -39,12 +40,9 @@ def _templates_of_nodes(
     indices: list[int], shape: NodeShape, faults: dict[int, dict[Fault, float]], at: int
 ) -> dict[int, SummaryTemplate]:
     """Summary templates of some nodes, built in a worker process while the cluster already serves."""
-
-    def render(index: int, second: int) -> dict[str, Any]:
-        document = summary_document(index, at=datetime.fromtimestamp(second, UTC), shape=shape)
-        return apply_faults(document, faults.get(index, {}), second, seed=shape.seed)
-
-    return {i: SummaryTemplate.build(lambda s, i=i: render(i, s), at) for i in indices}  # type: ignore[misc]
+    return {
+        i: SummaryTemplate.build(partial(render_summary, i, shape=shape, faults=faults.get(i, {})), at) for i in indices
+    }
 
 
 def _pods_of_nodes(indices: range, shape: NodeShape, now: datetime) -> list[list[dict[str, Any]]]:
@@ -107,7 +105,12 @@ class SimulatedCluster:
             self._warmer.start()
 
     def wait_warm(self, timeout: float | None = None) -> bool:
-        """Block until every kubelet's body template is built (first scrapes are then cheap)."""
+        """Block until every kubelet's body template is built (first scrapes are then cheap).
+
+        False at once for a cluster started without ``warm=True``.
+        """
+        if not self._warm:
+            return False
         self._warmed.wait(timeout)
         return self._warmed.is_set()
 

@@ -28,6 +28,12 @@ from heapster_columnar.simulator.spec import Fault, kubelet_ip
 GARBAGE = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 
 
+def render_summary(index: int, second: int, *, shape: NodeShape, faults: dict[Fault, float]) -> dict[str, Any]:
+    """Node ``index``'s document at ``second``, faults applied (module level: worker processes use it)."""
+    document = summary_document(index, at=datetime.fromtimestamp(second, UTC), shape=shape)
+    return apply_faults(document, faults, second, seed=shape.seed)
+
+
 class KubeletFleet:
     """Serves ``/stats/summary`` and ``/pods`` for every node of a simulated cluster."""
 
@@ -62,8 +68,7 @@ class KubeletFleet:
             self._templates.setdefault(index, template)
 
     def _render(self, index: int, at: float) -> dict[str, Any]:
-        doc = summary_document(index, at=datetime.fromtimestamp(at, UTC), shape=self.shape)
-        return apply_faults(doc, self.faults.get(index, {}), at, seed=self.shape.seed)
+        return render_summary(index, int(at), shape=self.shape, faults=self.faults.get(index, {}))
 
     def document(self, index: int, at: float) -> dict[str, Any]:
         """What node ``index`` reports at wall-clock second ``at``: the simulator's truth."""
