@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         cluster.close()
         raise CommandError(f"cannot start the simulator: {exc}") from None
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`cmd &`)
+        signal.signal(signum, lambda *_: stop.set())
     print(f"simulated cluster: {spec.nodes} nodes x {spec.pods_per_node} pods, up in {cluster.startup_seconds:.1f} s")
     print(f"API server:  {cluster.api_url}")
     print(f"kubeconfig:  {cluster.kubeconfig_path}   (kubectl --kubeconfig {cluster.kubeconfig_path} get nodes)")
@@ -90,9 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
     threading.Thread(target=report_warm, daemon=True).start()
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(1.0):
+            pass
     finally:
         cluster.close()
     return 0
