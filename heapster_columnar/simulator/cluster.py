@@ -2,7 +2,9 @@
 
 Use it as a context manager (tests, the demo, benchmarks) or through ``heapster-columnar simulate``.
 Everything binds 127.x addresses only; TLS material and the kubeconfig go to a work directory that
-is removed on exit unless the caller gave one.
+is removed on exit unless the caller gave one. Clusters above 100 nodes, and warm-up, use worker
+processes started with ``spawn`` (safe beside the event-loop thread), so a script that starts one
+needs the usual ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
