@@ -317,11 +317,17 @@ class SimulatedCluster:
                 self.store.update("pods", dict(current, status=dict(current["status"], containerStatuses=statuses)))
 
     async def _stop(self) -> None:
-        self._fault_task.cancel()
-        await asyncio.gather(self._fault_task, return_exceptions=True)
-        await self.fleet.close()
-        await self._api_runner.cleanup()
-        await self._http.aclose()
+        """Undo whatever part of ``_start`` ran (it may have failed half way, e.g. a port in use)."""
+        task = getattr(self, "_fault_task", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if hasattr(self, "fleet"):
+            await self.fleet.close()
+        if hasattr(self, "_api_runner"):
+            await self._api_runner.cleanup()
+        if hasattr(self, "_http"):
+            await self._http.aclose()
 
     def write_kubeconfig(self) -> Path:
         """A kubeconfig for kubectl and the kubernetes client (JSON is valid YAML)."""

@@ -109,10 +109,14 @@ class KubeletFleet:
         for index in range(self.nodes):
             ip = kubelet_ip(index)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((ip, self._port))
-            sock.listen(128)
-            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((ip, self._port))
+                sock.listen(128)
+                sock.setblocking(False)
+            except OSError as exc:
+                sock.close()
+                raise OSError(exc.errno, f"kubelet {ip}:{self._port}: {exc.strerror}") from exc
             await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
             self._by_ip[ip] = index
             self.ports.append(sock.getsockname()[1])

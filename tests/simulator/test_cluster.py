@@ -269,3 +269,12 @@ def test_warm_up_prebuilds_every_body_exactly() -> None:
         second = int(time.time())
         for index in (0, 30, 59):
             assert orjson.loads(sim.fleet.body(index, second)) == sim.fleet._render(index, second)
+
+
+def test_a_port_in_use_is_a_clean_startup_error() -> None:
+    with SimulatedCluster(ClusterSpec(nodes=1, pods_per_node=1, kubelet_port=0)) as first:
+        taken = first.fleet.ports[0]
+        second = SimulatedCluster(ClusterSpec(nodes=1, pods_per_node=1, kubelet_port=taken))
+        with pytest.raises(OSError, match="in use"):
+            second.start()
+        second.close()  # after a failed start: releases what did start, raises nothing
