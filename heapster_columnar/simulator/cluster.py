@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from heapster_columnar.simulator.faults import PERIODIC, restarts_between, seconds_of
+from heapster_columnar.simulator.faults import PERIODIC, period_key, restarts_between, seconds_of
 from heapster_columnar.simulator.kubelet import KubeletFleet, render_summary
 from heapster_columnar.simulator.objects import namespace_object, node_object, pod_objects
 from heapster_columnar.simulator.payloads import NodeShape, summary_document
@@ -49,9 +49,7 @@ def _templates_of_nodes(
 
 def _pods_of_nodes(indices: range, shape: NodeShape, now: datetime) -> list[list[dict[str, Any]]]:
     """Pod objects of some nodes (runs in a worker process for large clusters)."""
-    return [
-        pod_objects(summary_document(i, at=now, shape=shape), seed=shape.seed, index=i, restarts={}) for i in indices
-    ]
+    return [pod_objects(summary_document(i, at=now, shape=shape), seed=shape.seed, index=i) for i in indices]
 
 
 class SimulatedCluster:
@@ -280,19 +278,26 @@ class SimulatedCluster:
     async def _follow_faults(self) -> None:
         """Keep the API's pods in step with periodic kubelet faults, as watchers would see them:
         restarts update ``restartCount`` (MODIFIED), churn replaces pods (DELETED, then ADDED)."""
-        restart = {i: f[Fault.RESTART] for i, f in self.faults.items() if Fault.RESTART in f}
-        churn = [i for i, f in self.faults.items() if Fault.CHURN in f]
+        periodic = {i: f for i, f in self.faults.items() if any(p in f for p in PERIODIC)}
+        done: dict[int, tuple[int, ...]] = {}  # the period each node was last brought in step for
         counted: dict[str, int] = {}
-        while restart or churn:
+        while periodic:
             now = self._clock()
-            for index in churn:
-                self._reconcile_pods(index, now)
-            for index, period in restart.items():
-                self._count_restarts(index, period, now, counted)
+            for index, faults in periodic.items():
+                period = period_key(faults, int(now))
+                if done.get(index) == period:
+                    continue  # nothing changes inside a period: no work per node per second
+                if Fault.CHURN in faults:
+                    self._reconcile_pods(index, now)
+                if Fault.RESTART in faults:
+                    self._count_restarts(index, faults[Fault.RESTART], now, counted)
+                # kubelet samples lag the clock by up to max_lag_seconds: settle once they caught up
+                if period_key(faults, int(now) - self.shape.max_lag_seconds - 1) == period:
+                    done[index] = period
             await asyncio.sleep(1)
 
     def _reconcile_pods(self, index: int, now: float) -> None:
-        served = pod_objects(self.fleet.document(index, now), seed=self.spec.seed, index=index, restarts={})
+        served = pod_objects(self.fleet.document(index, now), seed=self.spec.seed, index=index)
         have = {p["metadata"]["uid"]: p for p in self._pods[index]}
         want = {p["metadata"]["uid"]: p for p in served}
         for uid in have.keys() - want.keys():

@@ -35,9 +35,9 @@ def seconds_of(stamp: str) -> float:
 def _scale(stats: dict[str, Any], scale: float) -> None:
     """Scale an entity's cumulative counters (cpu, memory faults, network incl. interfaces)."""
     for block, keys in _COUNTERS.items():
-        blocks = [stats.get(block) or {}]
-        blocks += blocks[0].get("interfaces") or [] if block == "network" else []
-        for values in blocks:
+        values_of_block = stats.get(block) or {}
+        interfaces = values_of_block.get("interfaces") or [] if block == "network" else []
+        for values in (values_of_block, *interfaces):
             for key in keys:
                 if key in values:
                     values[key] = int(values[key] * scale)

@@ -60,7 +60,6 @@ class KubeletFleet:
         self.refresh_seconds = 300 if shape.memory_wave else 2**62
         self._runner: web.AppRunner | None = None
         self._hanging: set[asyncio.Future[None]] = set()
-        self.requests = 0
 
     def add_templates(self, templates: dict[int, SummaryTemplate]) -> None:
         """Install templates built elsewhere (warm-up in worker processes); call on the loop thread."""
@@ -141,7 +140,6 @@ class KubeletFleet:
     async def _summary(self, request: web.Request) -> web.StreamResponse:
         index = self._node(request)
         self._check_token(request)
-        self.requests += 1
         faults = self.faults.get(index, {})
         if Fault.HANG in faults:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

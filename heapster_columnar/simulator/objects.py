@@ -129,7 +129,7 @@ def _quantity_memory(num_bytes: float) -> str:
     return f"{max(1, round(num_bytes / MIB))}Mi"
 
 
-def pod_objects(summary: dict[str, Any], *, seed: int, index: int, restarts: dict[str, int]) -> list[dict[str, Any]]:
+def pod_objects(summary: dict[str, Any], *, seed: int, index: int) -> list[dict[str, Any]]:
     """The API's Pod objects for the pods in one node's Summary document (setup path only)."""
     pods: list[dict[str, Any]] = []
     for p in summary.get("pods") or []:
@@ -157,7 +157,7 @@ def pod_objects(summary: dict[str, Any], *, seed: int, index: int, restarts: dic
                     "imageID": "",
                     "ready": True,
                     "started": True,
-                    "restartCount": restarts.get(f"{namespace}/{name}/{c['name']}", 0),
+                    "restartCount": 0,
                     "containerID": f"containerd://{ref['uid'].replace('-', '')}{k:032x}",
                     "state": {"running": {"startedAt": c["startTime"]}},
                 }
