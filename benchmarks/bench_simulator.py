@@ -60,7 +60,6 @@ def main() -> None:
     parser.add_argument("--pods-per-node", type=int, default=30)
     parser.add_argument("--scrapes", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--cold", action="store_true", help="scrape at once, before bodies are pre-rendered")
     args = parser.parse_args()
     cmd = [
         sys.executable,
@@ -87,8 +86,6 @@ def main() -> None:
         print(f"start-up: {time.perf_counter() - started:.1f} s until the --source line ({banner.splitlines()[0]})")
         match = re.search(r"API server:\s+(\S+)", banner)
         assert match
-        if not args.cold:
-            print(sim.stdout.readline().strip())  # the "warm:" line: templates built in the background
         asyncio.run(_scrape(match.group(1), args.scrapes, sim.pid, args.concurrency))
     finally:
         sim.terminate()

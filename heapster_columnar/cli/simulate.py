@@ -6,7 +6,6 @@ import argparse
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from heapster_columnar.cli._errors import CommandError
@@ -64,12 +63,10 @@ def run(args: argparse.Namespace) -> int:
         args.workdir.mkdir(parents=True, exist_ok=True)
     cluster = SimulatedCluster(
         spec,
-        warm=True,
         workdir=args.workdir,
         bad_certificate=args.bad_certificate,
         progress=_progress(spec.nodes) if sys.stderr.isatty() else None,
     )
-    started = time.perf_counter()
     try:
         cluster.start()
     except OSError as exc:
@@ -84,12 +81,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"--source={cluster.source_uri}")
     sys.stdout.flush()
 
-    def report_warm() -> None:
-        if cluster.wait_warm():
-            elapsed = time.perf_counter() - started
-            print(f"warm: every kubelet body pre-rendered {elapsed:.1f} s after start", flush=True)
-
-    threading.Thread(target=report_warm, daemon=True).start()
     try:
         while not stop.wait(1.0):
             pass

@@ -2,8 +2,8 @@
 
 Use it as a context manager (tests, the demo, benchmarks) or through ``heapster-columnar simulate``.
 Everything binds 127.x addresses only; TLS material and the kubeconfig go to a work directory that
-is removed on exit unless the caller gave one. Clusters above 100 nodes, and warm-up, use worker
-processes started with ``spawn`` (safe beside the event-loop thread), so a script that starts one
+is removed on exit unless the caller gave one. Clusters above 100 nodes build their pods and body
+templates in worker processes started with ``spawn`` (safe beside the event-loop thread), so a script that starts one
 needs the usual ``if __name__ == "__main__":`` guard.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import multiprocessing
 import os
@@ -21,35 +22,59 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from heapster_columnar.simulator.faults import PERIODIC, period_key, restarts_between, seconds_of
-from heapster_columnar.simulator.kubelet import KubeletFleet, render_summary
+from heapster_columnar.simulator.kubelet import KubeletFleet, build_template
 from heapster_columnar.simulator.objects import namespace_object, node_object, pod_objects
-from heapster_columnar.simulator.payloads import NodeShape, summary_document
+from heapster_columnar.simulator.payloads import NodeShape, marked_document
 from heapster_columnar.simulator.render import SummaryTemplate
 from heapster_columnar.simulator.spec import ClusterSpec, Fault, kubelet_ip, node_name
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
-def _templates_of_nodes(
-    indices: list[int], shape: NodeShape, faults: dict[int, dict[Fault, float]], at: int
-) -> dict[int, SummaryTemplate]:
-    """Summary templates of some nodes, built in a worker process while the cluster already serves."""
-    return {
-        i: SummaryTemplate.build(partial(render_summary, i, shape=shape, faults=faults.get(i, {})), at) for i in indices
-    }
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building millions of long-lived dicts (they hold no cycles).
+
+    Each collection would rescan everything built so far: at 5,000 nodes that was a third of
+    start-up, in the workers and again when the main process unpickles their results.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
-def _pods_of_nodes(indices: range, shape: NodeShape, now: datetime) -> list[list[dict[str, Any]]]:
-    """Pod objects of some nodes (runs in a worker process for large clusters)."""
-    return [pod_objects(summary_document(i, at=now, shape=shape), seed=shape.seed, index=i) for i in indices]
+Prepared = tuple[list[dict[str, Any]], SummaryTemplate | None]  # a node's Pod objects and body template
+
+
+def _prepare_nodes(indices: range, shape: NodeShape, faults: dict[int, dict[Fault, float]], at: int) -> list[Prepared]:
+    """Pod objects and body template of some nodes, from one render each (worker processes run it).
+
+    Nodes with periodic faults get no template here: theirs changes every period, so it is built
+    on demand.
+    """
+    when = datetime.fromtimestamp(at, UTC)
+    with _collector_paused():
+        return [_prepare_node(i, shape, faults.get(i, {}), when, at) for i in indices]
+
+
+def _prepare_node(i: int, shape: NodeShape, node_faults: dict[Fault, float], when: datetime, at: int) -> Prepared:
+    marked = marked_document(i, at=when, shape=shape)
+    pods = pod_objects(marked.document, seed=shape.seed, index=i)  # reads constants only, not marks
+    periodic = any(f in node_faults for f in PERIODIC)
+    template = None if periodic else build_template(i, at, shape=shape, faults=node_faults, marked=marked)
+    return pods, template
 
 
 class SimulatedCluster:
@@ -63,7 +88,6 @@ class SimulatedCluster:
         bad_certificate: bool = False,
         progress: Callable[[Iterator[int]], Iterator[int]] | None = None,
         clock: Callable[[], float] = time.time,
-        warm: bool = False,
     ) -> None:
         self.spec = spec
         self.shape = NodeShape(pods_per_node=spec.pods_per_node, seed=spec.seed, memory_wave=False)
@@ -73,13 +97,12 @@ class SimulatedCluster:
         self._bad_certificate = bad_certificate
         self._progress = progress
         self._clock = clock
-        self._warm = warm
-        self._warmed = threading.Event()
-        self._warmer = threading.Thread(target=self._warm_up, name="template-warm-up", daemon=True)
-        self._pool: ProcessPoolExecutor | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="simulated-cluster", daemon=True)
         self._pods: dict[int, list[dict[str, Any]]] = {}
+        self._pool: ProcessPoolExecutor | None = None
+        self._created = datetime(2024, 1, 1, tzinfo=UTC)
+        self._namespaces = set(DEFAULT_NAMESPACES)
         self.api_port = 0
         self.ca_path: Path | None = None
         self.fleet: KubeletFleet
@@ -95,52 +118,23 @@ class SimulatedCluster:
         self.close()
 
     def start(self) -> None:
+        """Kubelets listen first; nodes are built (in workers) and stored as they come; the API
+        server opens last, so its first list already shows the whole cluster."""
         started = time.perf_counter()
-        self._build_objects()
-        self._thread.start()
-        self._call(self._start())
+        with _collector_paused():
+            results = self._prepare_all()
+            self._thread.start()
+            self._call(self._start_kubelets())
+            for indices, prepared in results:
+                self._keep(indices, prepared)
+            self._call(self._start_api())
+        gc.freeze()  # the objects above live as long as the cluster: keep later collections off them
         self.write_kubeconfig()
         self.startup_seconds = time.perf_counter() - started
-        if self._warm:
-            self._warmer.start()
-
-    def wait_warm(self, timeout: float | None = None) -> bool:
-        """Block until every kubelet's body template is built (first scrapes are then cheap).
-
-        False at once for a cluster started without ``warm=True``.
-        """
-        if not self._warm:
-            return False
-        self._warmed.wait(timeout)
-        return self._warmed.is_set()
-
-    def _warm_up(self) -> None:
-        """Build body templates in worker processes, so the first scrape does not pay for them."""
-        periodic = {i for i, f in self.faults.items() if any(p in f for p in PERIODIC)}
-        todo = [i for i in range(self.spec.nodes) if i not in periodic]
-        chunks = [todo[k : k + 50] for k in range(0, len(todo), 50)]
-        at = int(self._clock())
-        try:
-            with ProcessPoolExecutor(
-                min(os.cpu_count() or 1, max(len(chunks), 1)), mp_context=multiprocessing.get_context("spawn")
-            ) as pool:
-                self._pool = pool
-                jobs = [pool.submit(_templates_of_nodes, c, self.shape, self.faults, at) for c in chunks]
-                for job in jobs:
-                    templates = job.result()
-                    if self._loop.is_closed():
-                        return
-                    self._loop.call_soon_threadsafe(self.fleet.add_templates, templates)
-        except (RuntimeError, OSError):  # closing while warming: the templates are simply built later
-            return
-        finally:
-            self._warmed.set()
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._warmer.is_alive():
-            self._warmer.join(timeout=30)
+            self._pool.shutdown(wait=True, cancel_futures=True)
         if self._thread.is_alive():
             self._call(self._stop())
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -197,22 +191,38 @@ class SimulatedCluster:
 
     # --- internals ---------------------------------------------------------------------------------
 
-    def _build_objects(self) -> None:
-        """Pod objects for every node, read off each node's Summary; big clusters use every core."""
-        now = datetime.now(UTC)
+    def _prepare_all(self) -> Iterator[tuple[range, list[Prepared]]]:
+        """Pods and body templates of every node, so the first scrape is as cheap as any other.
+
+        Both come from one render per node (~6 ms). Above 100 nodes, chunks go to one worker
+        process per core at once (they start while the kubelets bind); results are yielded in order.
+        """
+        at = int(self._clock())
         chunks = [range(i, min(i + 100, self.spec.nodes)) for i in range(0, self.spec.nodes, 100)]
-        chunk_iter: Iterator[int] = iter(range(len(chunks)))
-        if self._progress is not None:
-            chunk_iter = self._progress(chunk_iter)
+        args = (self.shape, self.faults, at)
         workers = min(os.cpu_count() or 1, len(chunks))
         if workers > 1:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                results = pool.map(_pods_of_nodes, chunks, [self.shape] * len(chunks), [now] * len(chunks))
-                for k, pods in zip(chunk_iter, results, strict=True):
-                    self._pods.update(zip(chunks[k], pods, strict=True))
+            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            jobs = [(chunk, self._pool.submit(_prepare_nodes, chunk, *args)) for chunk in chunks]
+            results: Iterator[tuple[range, list[Prepared]]] = ((chunk, job.result()) for chunk, job in jobs)
         else:
-            for k in chunk_iter:
-                self._pods.update(zip(chunks[k], _pods_of_nodes(chunks[k], self.shape, now), strict=True))
+            results = ((c, _prepare_nodes(c, *args)) for c in chunks)
+        if self._progress is None:
+            return results
+        return (chunk for _, chunk in zip(self._progress(iter(range(len(chunks)))), results, strict=True))
+
+    def _keep(self, indices: range, prepared: list[Prepared]) -> None:
+        """Install some nodes' templates and store their Node and Pod objects."""
+        for index, (pods, template) in zip(indices, prepared, strict=True):
+            self._pods[index] = pods
+            if template is not None:
+                self.fleet.add_templates({index: template})
+            ready = Fault.NOT_READY not in self.faults.get(index, {})
+            port = self.fleet.ports[index]
+            self.store.add("nodes", node_object(index, shape=self.shape, port=port, ready=ready, created=self._created))
+            for pod in pods:
+                self._namespaces.add(pod["metadata"]["namespace"])
+                self.store.add("pods", pod)
 
     def _tls(self) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
         """(server context, context the API server uses to reach kubelets)."""
@@ -231,11 +241,10 @@ class SimulatedCluster:
         client = ssl.create_default_context(cafile=str(self.ca_path))
         return server, client
 
-    async def _start(self) -> None:
-        from heapster_columnar.simulator.apiserver import create_app, start_apiserver
+    async def _start_kubelets(self) -> None:
         from heapster_columnar.simulator.store import ObjectStore
 
-        server_ssl, client_ssl = self._tls()
+        self._server_ssl, self._client_ssl = self._tls()
         self.fleet = KubeletFleet(
             self.spec.nodes,
             shape=self.shape,
@@ -243,26 +252,22 @@ class SimulatedCluster:
             pods_of=self.pods,
             port=self.spec.kubelet_port,
             token=self.spec.token,
-            ssl_context=server_ssl,
+            ssl_context=self._server_ssl,
             clock=self._clock,
         )
         await self.fleet.start()
         self.store = ObjectStore()
-        created = datetime(2024, 1, 1, tzinfo=UTC)
-        namespaces = set(DEFAULT_NAMESPACES)
-        for index in range(self.spec.nodes):
-            ready = Fault.NOT_READY not in self.faults.get(index, {})
-            self.store.add(
-                "nodes",
-                node_object(index, shape=self.shape, port=self.fleet.ports[index], ready=ready, created=created),
-            )
-            for pod in self._pods[index]:
-                namespaces.add(pod["metadata"]["namespace"])
-                self.store.add("pods", pod)
-        for name in sorted(namespaces):
+
+    async def _start_api(self) -> None:
+        from heapster_columnar.simulator.apiserver import create_app, start_apiserver
+
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for name in sorted(self._namespaces):
             self.store.add("namespaces", namespace_object(name, seed=self.spec.seed))
         headers = {"Authorization": f"Bearer {self.spec.token}"} if self.spec.token else {}
-        self._http = httpx.AsyncClient(verify=client_ssl or True, headers=headers, timeout=30)
+        self._http = httpx.AsyncClient(verify=self._client_ssl or True, headers=headers, timeout=30)
         by_name = {node_name(i): i for i in range(self.spec.nodes)}
 
         def kubelet_of(name: str) -> str | None:
@@ -272,7 +277,7 @@ class SimulatedCluster:
         app = create_app(self.store, token=self.spec.token, kubelet_url=kubelet_of, http_client=self._http)
         self._fault_task = asyncio.get_running_loop().create_task(self._follow_faults())
         self._api_runner, self.api_port = await start_apiserver(
-            app, port=self.spec.apiserver_port, ssl_context=server_ssl
+            app, port=self.spec.apiserver_port, ssl_context=self._server_ssl
         )
 
     async def _follow_faults(self) -> None:

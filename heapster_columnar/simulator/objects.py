@@ -34,6 +34,7 @@ def _fraction(seed: int, key: str, lo: float, hi: float) -> float:
     return lo + (hi - lo) * int.from_bytes(digest, "big") / 2**64
 
 
+@lru_cache(maxsize=4096)  # one entry per workload, asked once per pod
 def utilization(seed: int, namespace: str, app: str) -> tuple[float, float]:
     """(cpu, memory) usage / request of a workload: 0.1 (wasteful) .. 1.4 (under-requested)."""
     key = f"{namespace}/{app}"

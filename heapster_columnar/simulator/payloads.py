@@ -35,7 +35,17 @@ try:
 except ImportError:  # pragma: no cover - orjson is a test dependency, the stdlib is the fallback
     orjson = None  # type: ignore[assignment]
 
-__all__ = ["DEFAULT_SHAPE", "NodeShape", "cluster_documents", "summary_bytes", "summary_document"]
+__all__ = [
+    "DEFAULT_SHAPE",
+    "MARK_BASE",
+    "TIME_MARK",
+    "MarkedDocument",
+    "NodeShape",
+    "cluster_documents",
+    "marked_document",
+    "summary_bytes",
+    "summary_document",
+]
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -57,6 +67,10 @@ SIDECARS = ("istio-proxy", "config-reloader", "log-shipper")
 DAEMONS = {"kubelet": (20, 80, 40, 120), "runtime": (10, 50, 50, 300), "misc": (5, 30, 100, 400)}
 _ALPHABET = np.array(list("bcdfghjklmnpqrstvwxz2456789"))  # Kubernetes' rand.String alphabet
 _NAME_SPACE = len(_ALPHABET) ** 5
+# Marks for templates (see _Clock): real counters stay below 2^63 but also below MARK_BASE (a node
+# has at most 64 cores for five years), and a time mark has an RFC 3339 time's 20 characters.
+MARK_BASE = 8_000_000_000_000_000_000
+TIME_MARK = "~{:019d}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,10 +169,6 @@ def _fs(t: str, available: int, capacity: int, used: int, free: int, inodes: int
     }
 
 
-def _cpu(t: str, rate: int, elapsed: int) -> dict[str, Any]:
-    return {"time": t, "usageNanoCores": rate, "usageCoreNanoSeconds": rate * elapsed}
-
-
 def _memory(t: str, usage: int, ws: int, rss: int, faults: int, major: int, limit: int = 0) -> dict[str, Any]:
     """MemoryStats; ``availableBytes`` only when there is a limit, as kubelets do."""
     memory = {
@@ -191,15 +201,71 @@ def _seconds(at: datetime, shape: NodeShape) -> int:
     return math.floor(at.timestamp())
 
 
+class _Clock:
+    """How the values that move with time are written: plainly, or as marks for a template.
+
+    Plain: a counter is ``rate * elapsed`` and a time its RFC 3339 string. Marking (``marks`` set):
+    each counter becomes a unique 19-digit placeholder ``MARK_BASE + id`` and each distinct time a
+    ``TIME_MARK`` string, with the value at ``ts`` and the per-second rate kept beside them, so a
+    template comes out of a single render instead of two renders diffed.
+    """
+
+    def __init__(self, marks: bool) -> None:
+        self.marks = marks
+        self.bases: list[np.ndarray] = []
+        self.rates: list[np.ndarray] = []
+        self.count = 0
+        self.times: dict[int, str] = {}
+
+    def counter(self, rate: np.ndarray | int, elapsed: np.ndarray | int) -> np.ndarray:
+        """``rate * elapsed`` where ``elapsed`` grows by one each second."""
+        value = np.asarray(rate * elapsed, dtype=np.int64)
+        if not self.marks:
+            return value
+        self.bases.append(value.ravel())
+        self.rates.append(np.broadcast_to(np.asarray(rate, dtype=np.int64), value.shape).ravel())
+        ids = MARK_BASE + self.count + np.arange(value.size, dtype=np.int64).reshape(value.shape)
+        self.count += value.size
+        return ids
+
+    def stamp(self, seconds: int) -> str:
+        if not self.marks:
+            return rfc3339(seconds)
+        return self.times.setdefault(seconds, TIME_MARK.format(len(self.times)))
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedDocument:
+    """A Summary document whose moving values are marks (see ``_Clock``), for ``SummaryTemplate``."""
+
+    document: dict[str, Any]
+    bases: np.ndarray  # counter value at the render's sample time, by mark id
+    rates: np.ndarray  # its change per second, by mark id
+    times: np.ndarray  # epoch seconds, by time mark id
+
+
 def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAULT_SHAPE) -> dict[str, Any]:
     """The Summary document node ``node-{node_index:05d}`` serves at ``at`` (see the module rule)."""
+    return _document(node_index, at, shape, _Clock(marks=False))
+
+
+def marked_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAULT_SHAPE) -> MarkedDocument:
+    """``summary_document`` with every counter and sample time marked, for building a template."""
+    clock = _Clock(marks=True)
+    document = _document(node_index, at, shape, clock)
+    bases = np.concatenate(clock.bases) if clock.bases else np.zeros(0, np.int64)
+    rates = np.concatenate(clock.rates) if clock.rates else np.zeros(0, np.int64)
+    return MarkedDocument(document, bases, rates, np.array(list(clock.times), dtype=np.int64))
+
+
+def _document(node_index: int, at: datetime, shape: NodeShape, clock: _Clock) -> dict[str, Any]:
     if node_index < 0:
         raise ValueError("node_index must be >= 0")
     now = _seconds(at, shape)
     rng = np.random.default_rng([shape.seed, node_index])
     epoch, n_pods = math.floor(shape.epoch.timestamp()), shape.pods_per_node
     ts = now - int(rng.integers(0, shape.max_lag_seconds + 1))
-    t = rfc3339(ts)
+    t = clock.stamp(ts)
 
     # Start times: node, its daemons, pods, containers; a parent never starts after its children.
     node_start = epoch - int(rng.integers(86_400, 60 * 86_400))
@@ -236,7 +302,7 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
     rootfs = np.stack([rng.integers(1, 12_800, n_c) * 4096, rng.integers(1, 200, n_c)], axis=1)
     logs = np.stack([rng.integers(1, 5_000, n_c) * 4096, rng.integers(1, 6, n_c)], axis=1)
     procs = rng.integers(1, 20, n_c)
-    counters = [c * c_elapsed for c in (c_cpu, c_pf, c_major)]
+    counters = [clock.counter(c, c_elapsed) for c in (c_cpu, c_pf, c_major)]
     containers = np.stack([c_start, c_cpu, usage, ws, rss, limit, *counters, *rootfs.T, *logs.T], axis=1).tolist()
 
     # Pods: sums of their containers plus the sandbox's own overhead.
@@ -250,7 +316,7 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
     pod_net[:, 0, 0] = np.clip(rng.lognormal(math.log(5_000), 1.5, n_pods), 0, 50e6)
     pod_net[:, 0, 2] = np.clip(rng.lognormal(math.log(4_000), 1.5, n_pods), 0, 50e6)
     pod_net[:, 0, 1::2] = rng.random((n_pods, 2)) < 0.01  # a rare flaky link: one error a second
-    pod_net_counters = (pod_net * (ts - net_lag - pod_start)[:, None, None]).tolist()
+    pod_net_counters = clock.counter(pod_net, (ts - net_lag - pod_start)[:, None, None]).tolist()
 
     # Volumes: the projected service-account token (tmpfs), then PVC / configMap / emptyDir extras.
     allocatable = shape.node_memory_bytes - shape.node_memory_bytes // 20
@@ -296,7 +362,7 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
 
     token_inodes = allocatable // 8192
     token = _fs(t, allocatable - 12_288, allocatable, 12_288, token_inodes - 9, token_inodes, 9)
-    counters = [c * (ts - pod_start) for c in (pod_cpu, pod_pf, pod_major)]
+    counters = [clock.counter(c, ts - pod_start) for c in (pod_cpu, pod_pf, pod_major)]
     columns = [pod_start, pod_cpu, pod_usage, pod_ws, pod_rss, pod_limit, *counters, net_lag, per_pod(procs), n_extra]
     pod_rows = np.stack([*columns, *pod_eph.T], axis=1).tolist()
     pod_names = POD_INTERFACES[: shape.interfaces_per_pod]
@@ -340,7 +406,7 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
                 "containers": cs,
                 "cpu": {"time": t, "usageNanoCores": cpu, "usageCoreNanoSeconds": cpu_ns},
                 "memory": _memory(t, pusage, pws, prss, pf, major, plimit),
-                "network": _network(rfc3339(ts - lag), pod_names, pod_net_counters[p]),
+                "network": _network(clock.stamp(ts - lag), pod_names, pod_net_counters[p]),
                 "volume": volumes,
                 "ephemeral-storage": nodefs(eph, eph_in),
                 "process_stats": {"process_count": nproc},
@@ -352,10 +418,11 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
     system = []
     for name in shape.system_containers:
         cpu, susage, sws, srss, spf, smajor, slimit = daemons[name]
-        e = ts - sys_start[name]
-        memory = _memory(t, susage, sws, srss, spf * e, smajor * e, slimit)
+        scpu, sfaults, smajors = (int(clock.counter(r, ts - sys_start[name])) for r in (cpu, spf, smajor))
+        memory = _memory(t, susage, sws, srss, sfaults, smajors, slimit)
         start, swap = rfc3339(sys_start[name]), {"time": t, "swapUsageBytes": 0}
-        system.append({"name": name, "startTime": start, "cpu": _cpu(t, cpu, e), "memory": memory, "swap": swap})
+        cpu_stats = {"time": t, "usageNanoCores": cpu, "usageCoreNanoSeconds": scpu}
+        system.append({"name": name, "startTime": start, "cpu": cpu_stats, "memory": memory, "swap": swap})
     e = ts - node_start
     node_cpu, _, node_ws, node_rss, node_pf, node_major = (sum(d[i] for d in daemons.values()) for i in range(6))
     node_cpu += int(rng.integers(50, 200)) * 1_000_000  # the rest of the OS
@@ -368,14 +435,15 @@ def summary_document(node_index: int, *, at: datetime, shape: NodeShape = DEFAUL
     host = np.array([rng.integers(10_000, 200_000), 0, rng.integers(5_000, 50_000), 0])
     node_net[0] = pod_net[:, 0].sum(axis=0) + host
     node_net[[n in IDLE_INTERFACES for n in names]] = 0
+    ncpu, nfaults, nmajors = (int(clock.counter(r, e)) for r in (node_cpu, node_pf, node_major))
     return {
         "node": {
             "nodeName": node_name(node_index),
             "systemContainers": system,
             "startTime": rfc3339(node_start),
-            "cpu": _cpu(t, node_cpu, e),
-            "memory": _memory(t, node_usage, node_ws, node_rss, node_pf * e, node_major * e, shape.node_memory_bytes),
-            "network": _network(t, names, (node_net * e).tolist()),
+            "cpu": {"time": t, "usageNanoCores": node_cpu, "usageCoreNanoSeconds": ncpu},
+            "memory": _memory(t, node_usage, node_ws, node_rss, nfaults, nmajors, shape.node_memory_bytes),
+            "network": _network(t, names, clock.counter(node_net, e).tolist()),
             "fs": nodefs(fs_used, fs_inodes_used),
             "runtime": {"imageFs": nodefs(images, image_inodes)},
             "rlimit": {"time": t, "maxpid": 4_194_304, "curproc": int(procs.sum()) + int(rng.integers(300, 800))},

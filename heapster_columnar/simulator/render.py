@@ -14,6 +14,7 @@ A template is rebuilt after ``refresh`` seconds, so slow non-linear parts (the m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +22,16 @@ from typing import Any
 import numpy as np
 import orjson
 
+from heapster_columnar.simulator.payloads import MARK_BASE, MarkedDocument
+
 INT_WIDTH = 19  # every counter stays below 2^63, i.e. at most 19 digits
 TIME_WIDTH = 20
-_INT_BASE = 8_000_000_000_000_000_000  # 19-digit placeholders: base + slot number
+_INT_BASE = MARK_BASE  # 19-digit placeholders: base + slot number
+# No look-arounds (they cost 10x): a real number of 19 digits is below MARK_BASE, and no string
+# in a document holds 19 digits in a row, so the literal prefix can only start a mark.
+_INT_MARK = re.compile(rb"8000000[0-9]{12}")
+_TIME_MARK = re.compile(rb'"~[0-9]{19}"')
+_ID_DIGITS = 10 ** np.arange(11, -1, -1, dtype=np.int64)
 _POW10 = 10 ** np.arange(INT_WIDTH - 1, -1, -1, dtype=np.int64)
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
 
@@ -44,6 +52,12 @@ def _slots(a: Any, b: Any, ints: list[tuple[int, int]], times: list[int]) -> Any
         times.append(seconds)
         return f"~{len(times) - 1:0{TIME_WIDTH - 1}d}"
     return a  # anything else that moves (floats) keeps the first render's value
+
+
+def _mark_ids(raw: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The ids spelled by the last 12 digits before each end offset."""
+    digits = raw[ends[:, None] + np.arange(-12, 0)].astype(np.int64) - 48
+    return digits @ _ID_DIGITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +92,22 @@ class SummaryTemplate:
         values = np.array(ints, dtype=np.int64).reshape(-1, 2)
         distinct, of_slot = np.unique(np.array(times, np.int64), return_inverse=True)
         return cls(at, text, int_offsets, values[:, 0], values[:, 1], time_offsets, distinct, of_slot)
+
+    @classmethod
+    def from_marked(cls, marked: MarkedDocument, at: int) -> SummaryTemplate:
+        """A template from one marked render (``payloads.marked_document``): no second render, no diff.
+
+        ``at`` is the second the document was rendered for; marks are found in the serialized
+        body and mapped back to their values by the ids they spell.
+        """
+        text = orjson.dumps(marked.document)
+        raw = np.frombuffer(text, dtype=np.uint8)
+        int_offsets = np.fromiter((m.start() for m in _INT_MARK.finditer(text)), np.int64)
+        ids = _mark_ids(raw, int_offsets + INT_WIDTH)
+        time_offsets = np.fromiter((m.start() + 1 for m in _TIME_MARK.finditer(text)), np.int64)
+        time_ids = _mark_ids(raw, time_offsets + TIME_WIDTH)
+        distinct, of_slot = np.unique(marked.times[time_ids], return_inverse=True)
+        return cls(at, text, int_offsets, marked.bases[ids], marked.rates[ids], time_offsets, distinct, of_slot)
 
     def render(self, t: int) -> bytes:
         out = np.frombuffer(bytearray(self.body), dtype=np.uint8)

@@ -225,8 +225,10 @@ class ObjectStore:
             meta = obj["metadata"]
             if type_ != "DELETED":
                 old = prev["metadata"] if prev else {}
-                meta.setdefault("uid", old.get("uid") or str(uuid.uuid4()))
-                meta.setdefault("creationTimestamp", old.get("creationTimestamp") or _now())
+                if "uid" not in meta:  # (not setdefault: its default would be computed every time)
+                    meta["uid"] = old.get("uid") or str(uuid.uuid4())
+                if "creationTimestamp" not in meta:
+                    meta["creationTimestamp"] = old.get("creationTimestamp") or _now()
                 if KINDS[kind][1]:
                     meta["namespace"] = key[0]
                 else:
