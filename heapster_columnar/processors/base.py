@@ -1,0 +1,60 @@
+"""What every processor sees and returns, and the one rule that keeps them composable.
+
+A window reaches the processors as :class:`Frames`: the entity rows (one per node, system
+container, pod, container; later also namespaces and the cluster) as a Polars DataFrame with one
+column per plain metric, and the labeled metrics (filesystem, accelerator, custom) as a long
+DataFrame whose ``entity`` column is a row index into ``entities``.
+
+The rule: a processor may **add columns** and **append rows** to ``entities`` and may append rows
+to ``labeled``, but never reorders or removes existing entity rows, so every ``entity`` index in
+``labeled`` stays valid through the chain without re-mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+import polars as pl
+
+from heapster_columnar.model.batch import MetricBatch
+from heapster_columnar.model.dimensions import Dimensions
+
+# Columns of the entity frame that identify an entity (Heapster's MetricSet key, HEAPSTER.md §2d,
+# plus the node for pods and containers, which the kubelet that reported them knows).
+KEY_COLUMNS: tuple[str, ...] = ("type", "nodename", "namespace_name", "pod_name", "container_name")
+
+
+@dataclass(frozen=True, slots=True)
+class Frames:
+    """One window inside the processor chain."""
+
+    timestamp: datetime  # the window end (Heapster's batch timestamp)
+    entities: pl.DataFrame
+    labeled: pl.DataFrame
+
+    @classmethod
+    def of(cls, batch: MetricBatch, timestamp: datetime) -> Frames:
+        entities = pl.from_arrow(batch.entities)
+        labeled = pl.from_arrow(batch.labeled)
+        assert isinstance(entities, pl.DataFrame) and isinstance(labeled, pl.DataFrame)
+        return cls(timestamp, entities, labeled)
+
+    def with_entities(self, entities: pl.DataFrame) -> Frames:
+        if entities.height < self.entities.height:
+            raise AssertionError("a processor removed entity rows (labeled rows point at them by index)")
+        return replace(self, entities=entities)
+
+    def with_labeled(self, labeled: pl.DataFrame) -> Frames:
+        return replace(self, labeled=labeled)
+
+
+class Processor(Protocol):
+    """One stage. ``name`` appears in timings and failure reports; ``skippable`` says whether the
+    window may go on without this stage when it raises (see ``chain.py``)."""
+
+    name: str
+    skippable: bool
+
+    def process(self, frames: Frames, dimensions: Dimensions) -> Frames: ...
