@@ -27,7 +27,6 @@ from heapster_columnar.model.schema import (
     POINTS_SCHEMA,
     TIME,
     TYPE_TYPE,
-    plain_metric_names,
 )
 
 
@@ -65,14 +64,43 @@ def _encode(column: pa.ChunkedArray | pa.Array, index: pa.Array, index_type: pa.
     return pa.DictionaryArray.from_arrays(indices, encoded.dictionary)
 
 
+def metric_columns(entities: pa.Table) -> tuple[list[str], list[str]]:
+    """(int64 metric columns, float64 metric columns) of an entity table, in table order.
+
+    Every numeric column is a metric: the decoder's int64 ones, and what processors add (rates,
+    requests, ``<resource>/request``, autoscaling ratios); keys and labels are strings.
+    """
+    ints = [f.name for f in entities.schema if pa.types.is_integer(f.type)]
+    floats = [f.name for f in entities.schema if pa.types.is_floating(f.type)]
+    return ints, floats
+
+
+def label_columns(entities: pa.Table) -> list[str]:
+    """String columns beyond Heapster's: labels copied with ``--store_label`` (after enrichment)."""
+    known = {"type", *ENTITY_LABELS, *ENRICHED_LABELS}
+    return [f.name for f in entities.schema if pa.types.is_string(f.type) and f.name not in known]
+
+
+def points_schema(extra_labels: Sequence[str] = ()) -> pa.Schema:
+    """``POINTS_SCHEMA`` plus one dictionary column per stored label, appended at the end."""
+    return pa.schema([*POINTS_SCHEMA, *(pa.field(name, LABEL_TYPE) for name in extra_labels)])
+
+
 def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
     """The public long-form points table of ``batch``, stamped with the window end ``timestamp``."""
     entities = batch.entities
-    names = plain_metric_names()
-    rows, cols, plain_values = melt([entities.column(n).combine_chunks() for n in names])
+    int_names, float_names = metric_columns(entities)
+    names = [*int_names, *float_names]
+    int_rows, int_cols, int_values = melt([entities.column(n).combine_chunks() for n in int_names])
+    float_rows, float_cols, float_values = melt(
+        [entities.column(n).combine_chunks().cast(pa.float64()) for n in float_names]
+    )
+    rows = np.concatenate([int_rows, float_rows])
+    cols = np.concatenate([int_cols, float_cols + len(int_names)]).astype(np.int16)
     labeled = batch.labeled.combine_chunks()
     n_plain, n_labeled = len(rows), labeled.num_rows
     n = n_plain + n_labeled
+    extra = label_columns(entities)
 
     entity_index = pa.array(np.concatenate([rows, labeled.column("entity").to_numpy()]), pa.int64())
     metric = pa.chunked_array(
@@ -96,21 +124,35 @@ def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
         "type": partial(_encode, entities.column("type"), entity_index, TYPE_TYPE.index_type),
         "metric": partial(_unified, metric),
         "value": lambda: pa.concat_arrays(
-            [plain_values.cast(pa.float64(), safe=False), *labeled.column("value").chunks]
+            [
+                int_values.cast(pa.float64(), safe=False),
+                float_values.cast(pa.float64()),
+                *labeled.column("value").chunks,
+            ]
         ),
         "value_int": lambda: pa.concat_arrays(
-            [plain_values.cast(pa.int64()), *labeled.column("value_int").cast(pa.int64()).chunks]
+            [
+                int_values.cast(pa.int64()),
+                pa.nulls(len(float_values), pa.int64()),
+                *labeled.column("value_int").cast(pa.int64()).chunks,
+            ]
         ),
         **{label: partial(_encode, entities.column(label), entity_index, pa.int32()) for label in ENTITY_LABELS},
         **{label: partial(metric_label, label) for label in METRIC_LABELS},
+        **{
+            label: partial(_encode, entities.column(label), entity_index, pa.int32())
+            for label in (*ENRICHED_LABELS, *extra)
+            if label in entities.column_names
+        },
         "sample_time": partial(entities.column("sample_time").take, entity_index),
         "start_time": partial(entities.column("start_time").take, entity_index),
     }
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         futures = {name: pool.submit(task) for name, task in tasks.items()}
         columns = {name: future.result() for name, future in futures.items()}
-    columns.update(dict.fromkeys(ENRICHED_LABELS, no_label))
-    return pa.Table.from_pydict(columns, schema=POINTS_SCHEMA)
+    for label in ENRICHED_LABELS:
+        columns.setdefault(label, no_label)
+    return pa.Table.from_pydict(columns, schema=points_schema(extra))
 
 
 def _constant_time(stamp: datetime, n: int) -> pa.Array:

@@ -17,13 +17,19 @@ from datetime import datetime
 from typing import Protocol
 
 import polars as pl
+import pyarrow as pa
 
 from heapster_columnar.model.batch import MetricBatch
+from heapster_columnar.model.catalogue import EntityType
 from heapster_columnar.model.dimensions import Dimensions
+from heapster_columnar.model.schema import LABELED_SCHEMA
 
 # Columns of the entity frame that identify an entity (Heapster's MetricSet key, HEAPSTER.md §2d,
 # plus the node for pods and containers, which the kubelet that reported them knows).
 KEY_COLUMNS: tuple[str, ...] = ("type", "nodename", "namespace_name", "pod_name", "container_name")
+POD_KEY: tuple[str, ...] = ("namespace_name", "pod_name")
+CONTAINER_KEY: tuple[str, ...] = (*POD_KEY, "container_name")
+NODE, SYS_CONTAINER, POD, CONTAINER, NS, CLUSTER = (t.value for t in EntityType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,17 @@ class Frames:
 
     def with_labeled(self, labeled: pl.DataFrame) -> Frames:
         return replace(self, labeled=labeled)
+
+    def to_batch(self) -> MetricBatch:
+        """Back to Arrow for the sinks: strings as ``string`` (Polars hands out ``large_string``),
+        the labeled table in its schema."""
+        entities = self.entities.to_arrow(compat_level=pl.CompatLevel.oldest())
+        fields = [
+            pa.field(f.name, pa.string(), f.nullable) if pa.types.is_large_string(f.type) else f
+            for f in entities.schema
+        ]
+        labeled = self.labeled.to_arrow(compat_level=pl.CompatLevel.oldest()).select(LABELED_SCHEMA.names)
+        return MetricBatch(entities.cast(pa.schema(fields)), labeled.cast(LABELED_SCHEMA).combine_chunks())
 
 
 class Processor(Protocol):

@@ -1,0 +1,182 @@
+"""Pod, namespace, node and cluster aggregators (HEAPSTER.md §5.4 to §5.7): grouped sums over entity rows.
+
+Sums follow Heapster: a group whose values are all missing has no value (not 0); a parent that
+already carries a metric keeps it (the pod aggregator never overwrites what the kubelet reported
+for the pod). Deviation: pods the aggregator has to create keep their ``nodename`` (Heapster's lost
+it, so its node aggregator skipped them — HEAPSTER.md §10.12).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from heapster_columnar.model import catalogue
+from heapster_columnar.model.catalogue import Kind
+from heapster_columnar.processors.base import CLUSTER, CONTAINER, NODE, NS, POD, POD_KEY, Frames
+
+# HEAPSTER.md §5.5 / §5.7: what namespaces and the cluster sum.
+NAMESPACE_METRICS = ("cpu/usage_rate", "memory/usage", "cpu/request", "cpu/limit", "memory/request", "memory/limit")
+# HEAPSTER.md §5.6: what nodes sum from their pods (usage comes from the kubelet's node stats).
+NODE_METRICS = (
+    "cpu/request",
+    "cpu/limit",
+    "memory/request",
+    "memory/limit",
+    "ephemeral_storage/request",
+    "ephemeral_storage/limit",
+)
+
+
+def _sum(column: str) -> pl.Expr:
+    """Sum that stays null when every value is null (Heapster adds only values it has)."""
+    return pl.when(pl.col(column).is_not_null().any()).then(pl.col(column).sum()).alias(column)
+
+
+def _metric_columns(entities: pl.DataFrame) -> list[str]:
+    """Every numeric entity column is a metric (catalogue names, ``<resource>/request``); keys,
+    labels and times are strings and timestamps."""
+    return [name for name, dtype in entities.schema.items() if dtype.is_numeric() and not name.startswith("_")]
+
+
+def _pod_metric_columns(entities: pl.DataFrame) -> list[str]:
+    """Container metrics a pod sums: every plain metric except counters (Heapster skips the
+    cumulative standard metrics; we skip every cumulative one, custom metrics live in ``labeled``)."""
+    out = []
+    for name in _metric_columns(entities):
+        try:
+            kind = catalogue.get(name).kind
+        except KeyError:  # `<resource>/request` columns are gauges
+            kind = Kind.GAUGE
+        if kind == Kind.GAUGE:
+            out.append(name)
+    return out
+
+
+class PodAggregator:
+    name = "pod_aggregator"
+    skippable = True
+
+    def process(self, frames: Frames, dimensions: object) -> Frames:
+        entities = frames.entities.with_row_index("_row")
+        metrics = _pod_metric_columns(frames.entities)
+        containers = entities.filter(
+            (pl.col("type") == CONTAINER) & pl.col("namespace_name").is_not_null() & pl.col("pod_name").is_not_null()
+        )
+        sums = containers.group_by(POD_KEY, maintain_order=True).agg(
+            *(_sum(m) for m in metrics),
+            pl.col("nodename").first(),
+            *(pl.col(c).first() for c in ("pod_id", "namespace_id", "hostname", "host_id") if c in entities.columns),
+            pl.col("start_time").min(),
+            pl.col("sample_time").max(),
+        )
+        pods = entities.filter(pl.col("type") == POD).unique(subset=list(POD_KEY), keep="first")
+        # pods the kubelet never reported: created, as Heapster does (but keeping the node)
+        created = sums.join(pods.select(POD_KEY), on=list(POD_KEY), how="anti").with_columns(pl.lit(POD).alias("type"))
+        filled = entities.join(
+            sums.select(*POD_KEY, *(pl.col(m).alias(f"_sum:{m}") for m in metrics)),
+            on=list(POD_KEY),
+            how="left",
+            maintain_order="left",
+        )
+        is_pod = pl.col("type") == POD
+        filled = filled.with_columns(
+            pl.when(is_pod).then(pl.coalesce(m, f"_sum:{m}")).otherwise(pl.col(m)).alias(m) for m in metrics
+        ).drop(["_row", *(f"_sum:{m}" for m in metrics)])
+        if created.height:
+            filled = pl.concat([filled, created], how="diagonal_relaxed")
+        labeled = _pod_custom_metrics(frames.labeled, filled)
+        return frames.with_entities(filled).with_labeled(labeled)
+
+
+def _pod_custom_metrics(labeled: pl.DataFrame, entities: pl.DataFrame) -> pl.DataFrame:
+    """``custom/*`` metrics of containers summed into their pods, unless the pod reported its own."""
+    if labeled.height == 0:
+        return labeled
+    rows = entities.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("entity"), "type", *POD_KEY)
+    custom = labeled.filter(pl.col("metric").cast(pl.String).str.starts_with(catalogue.CUSTOM_PREFIX)).join(
+        rows, on="entity", how="inner"
+    )
+    if custom.height == 0:
+        return labeled
+    pod_rows = rows.filter(pl.col("type") == POD).unique(subset=list(POD_KEY), keep="first")
+    from_containers = (
+        custom.filter(pl.col("type") == CONTAINER)
+        .group_by([*POD_KEY, pl.col("metric").cast(pl.String)], maintain_order=True)
+        .agg(pl.col("value").sum())
+        .join(pod_rows.select("entity", *POD_KEY), on=list(POD_KEY), how="inner")
+    )
+    own = custom.filter(pl.col("type") == POD).select("entity", pl.col("metric").cast(pl.String))
+    new = from_containers.join(own, on=["entity", "metric"], how="anti")
+    if new.height == 0:
+        return labeled
+    appended = new.select(
+        "entity",
+        pl.col("metric").cast(labeled.schema["metric"]),
+        pl.lit(None, pl.Int64).alias("value_int"),
+        pl.col("value"),
+    )
+    return pl.concat([labeled, appended], how="diagonal_relaxed")
+
+
+class NamespaceAggregator:
+    name = "namespace_aggregator"
+    skippable = True
+
+    def process(self, frames: Frames, dimensions: object) -> Frames:
+        entities = frames.entities
+        metrics = [m for m in NAMESPACE_METRICS if m in entities.columns]
+        pods = entities.filter((pl.col("type") == POD) & pl.col("namespace_name").is_not_null())
+        sums = pods.group_by("namespace_name", maintain_order=True).agg(
+            *(_sum(m) for m in metrics),
+            *([pl.col("namespace_id").drop_nulls().first()] if "namespace_id" in entities.columns else []),
+        )
+        existing = entities.filter(pl.col("type") == NS).select("namespace_name")
+        created = sums.join(existing, on="namespace_name", how="anti").with_columns(pl.lit(NS).alias("type"))
+        # namespace rows already in the window (none come from kubelets) take the sums where unset
+        entities = _fill_from(entities, sums, on=["namespace_name"], where=pl.col("type") == NS, metrics=metrics)
+        if created.height:
+            entities = pl.concat([entities, created], how="diagonal_relaxed")
+        return frames.with_entities(entities)
+
+
+class NodeAggregator:
+    name = "node_aggregator"
+    skippable = True
+
+    def process(self, frames: Frames, dimensions: object) -> Frames:
+        entities = frames.entities
+        metrics = [m for m in NODE_METRICS if m in entities.columns]
+        pods = entities.filter((pl.col("type") == POD) & pl.col("nodename").is_not_null())
+        sums = pods.group_by("nodename", maintain_order=True).agg(*(_sum(m) for m in metrics))
+        # never creates nodes: a pod on a node the window lacks adds to nothing (Heapster logs it)
+        entities = _fill_from(entities, sums, on=["nodename"], where=pl.col("type") == NODE, metrics=metrics)
+        return frames.with_entities(entities)
+
+
+class ClusterAggregator:
+    name = "cluster_aggregator"
+    skippable = True
+
+    def process(self, frames: Frames, dimensions: object) -> Frames:
+        entities = frames.entities
+        metrics = [m for m in NAMESPACE_METRICS if m in entities.columns]
+        namespaces = entities.filter(pl.col("type") == NS)
+        cluster = namespaces.select(*(_sum(m) for m in metrics)) if namespaces.height else pl.DataFrame()
+        if cluster.height == 0:  # present even when there is nothing to sum
+            cluster = pl.DataFrame({m: [None] for m in metrics}, schema={m: entities.schema[m] for m in metrics})
+        cluster = cluster.with_columns(pl.lit(CLUSTER).alias("type"))
+        return frames.with_entities(pl.concat([entities, cluster], how="diagonal_relaxed"))
+
+
+def _fill_from(
+    entities: pl.DataFrame, sums: pl.DataFrame, *, on: list[str], where: pl.Expr, metrics: list[str]
+) -> pl.DataFrame:
+    """Set ``metrics`` of the rows matching ``where`` from ``sums`` (joined on ``on``), keeping values
+    those rows already have."""
+    if not metrics or sums.height == 0:
+        return entities
+    renamed = sums.select(*on, *(pl.col(m).alias(f"_sum:{m}") for m in metrics)).unique(subset=on, keep="first")
+    joined = entities.join(renamed, on=on, how="left", maintain_order="left")
+    return joined.with_columns(
+        pl.when(where).then(pl.coalesce(m, f"_sum:{m}")).otherwise(pl.col(m)).alias(m) for m in metrics
+    ).drop([f"_sum:{m}" for m in metrics])
