@@ -11,7 +11,7 @@ import polars as pl
 
 from heapster_columnar.model.dimensions import Dimensions
 from heapster_columnar.model.labels import LabelCopier
-from heapster_columnar.processors.base import NODE, Frames
+from heapster_columnar.processors.base import NODE, Frames, set_where
 
 # resource -> (used metric, requested metric), as Heapster reads them from the node's own row
 RESOURCES = {
@@ -52,7 +52,7 @@ class NodeAutoscalingEnricher:
         columns: list[pl.Expr] = [
             pl.when(is_node).then("_labels").otherwise("labels").alias("labels"),
             *(
-                pl.when(is_node).then(pl.col(c)).alias(c.removeprefix("_stored:"))
+                set_where(is_node, c, c.removeprefix("_stored:"), entities.columns)
                 for c in nodes.columns
                 if c.startswith("_stored:")
             ),

@@ -12,6 +12,7 @@ to ``labeled``, but never reorders or removes existing entity rows, so every ``e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -65,6 +66,13 @@ class Frames:
         ]
         labeled = self.labeled.to_arrow(compat_level=pl.CompatLevel.oldest()).select(LABELED_SCHEMA.names)
         return MetricBatch(entities.cast(pa.schema(fields)), labeled.cast(LABELED_SCHEMA).combine_chunks())
+
+
+def set_where(where: pl.Expr, value: str, name: str, columns: Sequence[str]) -> pl.Expr:
+    """Column ``name`` := ``value`` on the rows matching ``where``, unchanged (or null) elsewhere;
+    stored label columns are written by more than one stage and must not erase each other."""
+    otherwise = pl.col(name) if name in columns else pl.lit(None, pl.String)
+    return pl.when(where).then(pl.col(value)).otherwise(otherwise).alias(name)
 
 
 class Processor(Protocol):

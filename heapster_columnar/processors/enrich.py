@@ -12,14 +12,26 @@ knowledge does it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from heapster_columnar.model import catalogue
 from heapster_columnar.model.dimensions import Dimensions
 from heapster_columnar.model.labels import LabelCopier
-from heapster_columnar.processors.base import CONTAINER, CONTAINER_KEY, NODE, NS, POD, POD_KEY, SYS_CONTAINER, Frames
+from heapster_columnar.processors.base import (
+    CONTAINER,
+    CONTAINER_KEY,
+    NODE,
+    NS,
+    POD,
+    POD_KEY,
+    SYS_CONTAINER,
+    Frames,
+    set_where,
+)
 
 # dimension column -> metric column, as Heapster names them (cpu in millicores, the rest in units)
 RESOURCES = {
@@ -39,7 +51,7 @@ def _frame(table: pa.Table) -> pl.DataFrame:
     return frame
 
 
-def _with_missing(entities: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFrame:
+def _with_missing(entities: pl.DataFrame, columns: Mapping[str, pl.DataType]) -> pl.DataFrame:
     """Add all-null columns the decoder did not produce (label columns, request metrics)."""
     missing = [pl.lit(None, dtype).alias(name) for name, dtype in columns.items() if name not in entities.columns]
     return entities.with_columns(missing) if missing else entities
@@ -83,8 +95,11 @@ class PodEnricher:
         extended: list[str] = []
         other = dimensions.containers.column("other_requests").combine_chunks()
         if len(other.keys):
+            offsets = other.offsets.to_numpy()  # (list_parent_indices aborts on map arrays in pyarrow 26)
+            parents = np.repeat(np.arange(len(other), dtype=np.int64), np.diff(offsets))
+            keys, values = other.keys, other.items  # flattened children span offsets[0]..offsets[-1]
             requests = pl.DataFrame(
-                {"_row": pc.list_parent_indices(other), "resource": other.keys, "value": other.items}
+                {"_row": parents, "resource": keys[offsets[0] : offsets[-1]], "value": values[offsets[0] : offsets[-1]]}
             )
             wide = requests.pivot(on="resource", index="_row", values="value", aggregate_function="last")
             extended = [c for c in wide.columns if c != "_row"]
@@ -126,7 +141,7 @@ class PodEnricher:
         entities = entities.with_columns(
             pl.when(of_pod).then(pl.coalesce("_uid", "pod_id")).otherwise("pod_id").alias("pod_id"),
             pl.when(of_pod & pl.col("_uid").is_not_null()).then("_labels").otherwise("labels").alias("labels"),
-            *(pl.when(of_pod).then(pl.col(c)).alias(c.removeprefix("_stored:")) for c in stored),
+            *(set_where(of_pod, c, c.removeprefix("_stored:"), frames.entities.columns) for c in stored),
             pl.when(is_container)
             .then(pl.coalesce("container_base_image", "_image"))
             .otherwise("container_base_image")

@@ -58,8 +58,9 @@ def _collector_paused() -> Iterator[None]:
 Prepared = tuple[list[dict[str, Any]], SummaryTemplate | None]  # a node's Pod objects and body template
 
 
-def _prepare_nodes(indices: range, shape: NodeShape, faults: dict[int, dict[Fault, float]], at: int) -> list[Prepared]:
-    """Pod objects and body template of some nodes, from one render each (worker processes run it).
+def prepare_nodes(indices: range, shape: NodeShape, faults: dict[int, dict[Fault, float]], at: int) -> list[Prepared]:
+    """Pod objects and body template of some nodes, from one render each (worker processes run it;
+    benchmarks use it to make windows without serving them).
 
     Nodes with periodic faults get no template here: theirs changes every period, so it is built
     on demand.
@@ -203,10 +204,10 @@ class SimulatedCluster:
         workers = min(os.cpu_count() or 1, len(chunks))
         if workers > 1:
             self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            jobs = [(chunk, self._pool.submit(_prepare_nodes, chunk, *args)) for chunk in chunks]
+            jobs = [(chunk, self._pool.submit(prepare_nodes, chunk, *args)) for chunk in chunks]
             results: Iterator[tuple[range, list[Prepared]]] = ((chunk, job.result()) for chunk, job in jobs)
         else:
-            results = ((c, _prepare_nodes(c, *args)) for c in chunks)
+            results = ((c, prepare_nodes(c, *args)) for c in chunks)
         if self._progress is None:
             return results
         return (chunk for _, chunk in zip(self._progress(iter(range(len(chunks)))), results, strict=True))

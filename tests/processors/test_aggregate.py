@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import make_frames, row_of
+from window_rows import make_frames, row_of
 
 from heapster_columnar.processors.aggregate import (
     ClusterAggregator,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from conftest import make_frames, row_of
-from heapster_columnar.model.labels import LabelCopier
+from window_rows import make_frames, row_of
 
 from heapster_columnar.model.dimensions import NODES_SCHEMA, Dimensions
+from heapster_columnar.model.labels import LabelCopier
 from heapster_columnar.processors.autoscaling import NodeAutoscalingEnricher
 
 GI = 1 << 30

@@ -1,13 +1,14 @@
-"""Hand-made windows for processor tests: rows as dicts, every other column null."""
+"""Hand-made windows for processor tests: rows as dicts, every other column null.
+
+A helper module, not a conftest: the root conftest is imported by name from other tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
-import pytest
 
 from heapster_columnar.model.batch import MetricBatch
 from heapster_columnar.model.schema import LABELED_SCHEMA, entity_schema
@@ -35,11 +36,6 @@ def make_frames(
         new = pl.DataFrame(labeled_rows).with_columns(pl.col("metric").cast(base.labeled.schema["metric"]))
         labeled_frame = pl.concat([base.labeled, new], how="diagonal_relaxed")
     return Frames(timestamp, entities, labeled_frame)
-
-
-@pytest.fixture
-def frames_of() -> Callable[..., Frames]:
-    return make_frames
 
 
 def row_of(frames: Frames, **key: Any) -> dict[str, Any]:

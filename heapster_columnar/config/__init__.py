@@ -1,0 +1,1 @@
+"""Configuration: URIs of sources and sinks, and the run options."""
