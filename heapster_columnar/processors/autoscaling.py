@@ -11,7 +11,7 @@ import polars as pl
 
 from heapster_columnar.model.dimensions import Dimensions
 from heapster_columnar.model.labels import LabelCopier
-from heapster_columnar.processors.base import NODE, Frames, set_where
+from heapster_columnar.processors.base import NODE, Frames, lookup, set_where
 
 # resource -> (used metric, requested metric), as Heapster reads them from the node's own row
 RESOURCES = {
@@ -38,7 +38,7 @@ class NodeAutoscalingEnricher:
                 **{f"_stored:{k}": v for k, v in stored.items()},
                 **{f"_{c}": table.column(c) for r in RESOURCES for c in (f"capacity_{r}", f"allocatable_{r}")},
             }
-        ).unique(subset=["nodename"], keep="last", maintain_order=True)
+        )
         entities = frames.entities
         for used, requested in RESOURCES.values():
             if used not in entities.columns:
@@ -47,7 +47,8 @@ class NodeAutoscalingEnricher:
                 entities = entities.with_columns(pl.lit(None, pl.Int64).alias(requested))
         if "labels" not in entities.columns:
             entities = entities.with_columns(pl.lit(None, pl.String).alias("labels"))
-        joined = entities.join(nodes, on="nodename", how="left", maintain_order="left")
+        found = lookup(entities, nodes, ["nodename"], [c for c in nodes.columns if c != "nodename"])
+        joined = entities.hstack(found)
         is_node = (pl.col("type") == NODE) & pl.col("_labels").is_not_null()  # a node the API knows
         columns: list[pl.Expr] = [
             pl.when(is_node).then("_labels").otherwise("labels").alias("labels"),

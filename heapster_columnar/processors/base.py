@@ -68,6 +68,54 @@ class Frames:
         return MetricBatch(entities.cast(pa.schema(fields)), labeled.cast(LABELED_SCHEMA).combine_chunks())
 
 
+_SEED = 0x5EED
+
+
+def key_hash(columns: Sequence[str]) -> pl.Expr:
+    """One 64-bit hash of a multi-column key: joins on it run ~3x faster than on the strings."""
+    return pl.struct(list(columns)).hash(_SEED)
+
+
+def lookup(left: pl.DataFrame, right: pl.DataFrame, on: Sequence[str], columns: Sequence[str]) -> pl.DataFrame:
+    """For every row of ``left``, ``columns`` of the ``right`` row with the same key ``on`` (null where
+    there is none, or where a key column is null): same height and order as ``left``.
+
+    Right keys should be unique; if not, the last row of a key wins. The join runs on a hash of the
+    key and then checks the key itself, so a hash collision can cost a match but never pair two
+    different entities; if two different right keys share a hash, it joins on the key columns.
+    """
+    keys = [f"_key{i}" for i in range(len(on))]
+    right_keys = right.select(
+        key_hash(on).alias("_hash"), *(pl.col(c).alias(k) for c, k in zip(on, keys, strict=True)), *columns
+    )
+    if right_keys["_hash"].n_unique() != right_keys.height:
+        right_keys = right_keys.unique(subset=keys, keep="last")
+        if right_keys["_hash"].n_unique() != right_keys.height:  # a real collision (p ~ 1e-9)
+            exact = right_keys.drop("_hash").rename(dict(zip(keys, on, strict=True)))
+            joined = left.select(on).join(exact, on=list(on), how="left", maintain_order="left", nulls_equal=False)
+            return joined.select(columns)
+    joined = left.select(key_hash(on).alias("_hash"), *on).join(
+        right_keys, on="_hash", how="left", maintain_order="left"
+    )
+    same = pl.all_horizontal([pl.col(c) == pl.col(k) for c, k in zip(on, keys, strict=True)])
+    return joined.select(pl.when(same).then(pl.col(c)).alias(c) for c in columns)
+
+
+def append_rows(frame: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with ``rows`` below it. ``rows`` is first shaped like ``frame`` (missing columns null,
+    same types and order), so the append is a zero-copy ``vstack``; ``pl.concat(how="diagonal_relaxed")``
+    copied the whole 415 k-row frame to add one cluster row. Columns only ``rows`` has are added."""
+    if rows.height == 0:
+        return frame
+    new = [c for c in rows.columns if c not in frame.columns]
+    if new:
+        frame = frame.with_columns(pl.lit(None, rows.schema[c]).alias(c) for c in new)
+    shaped = rows.select(
+        (pl.col(c) if c in rows.columns else pl.lit(None)).cast(dtype).alias(c) for c, dtype in frame.schema.items()
+    )
+    return frame.vstack(shaped)
+
+
 def set_where(where: pl.Expr, value: str, name: str, columns: Sequence[str]) -> pl.Expr:
     """Column ``name`` := ``value`` on the rows matching ``where``, unchanged (or null) elsewhere;
     stored label columns are written by more than one stage and must not erase each other."""

@@ -30,6 +30,8 @@ from heapster_columnar.processors.base import (
     POD_KEY,
     SYS_CONTAINER,
     Frames,
+    append_rows,
+    lookup,
     set_where,
 )
 
@@ -79,7 +81,7 @@ class PodEnricher:
                 **{f"_stored:{name}": column for name, column in stored.items()},
             }
         )
-        return frame.unique(subset=list(POD_KEY), keep="last", maintain_order=True)
+        return frame
 
     def _containers(self, dimensions: Dimensions) -> tuple[pl.DataFrame, list[str]]:
         """One row per API spec container with Heapster's metric columns; and the extended resources."""
@@ -110,7 +112,6 @@ class PodEnricher:
                 .join(wide.with_columns(pl.col("_row").cast(pl.Int64)), on="_row", how="left", maintain_order="left")
                 .drop("_row")
             )
-        frame = frame.unique(subset=list(CONTAINER_KEY), keep="last", maintain_order=True)
         return frame, [f"{name}{catalogue.REQUEST_SUFFIX}" for name in extended]
 
     def process(self, frames: Frames, dimensions: Dimensions) -> Frames:
@@ -132,13 +133,13 @@ class PodEnricher:
         is_pod, is_container = pl.col("type") == POD, pl.col("type") == CONTAINER
         of_pod = is_pod | is_container
         stored = [c for c in pods.columns if c.startswith("_stored:")]
-        entities = entities.join(pods, on=list(POD_KEY), how="left", maintain_order="left", nulls_equal=False)
-        entities = entities.join(
-            containers, on=list(CONTAINER_KEY), how="left", maintain_order="left", nulls_equal=False
-        )
         metrics = [*RESOURCES.values(), *extended]
+        found = lookup(entities, pods, POD_KEY, [c for c in pods.columns if c.startswith("_")])
+        found = found.hstack(
+            lookup(entities, containers, CONTAINER_KEY, [c for c in containers.columns if c.startswith("_")])
+        )
         entities = _with_missing(entities, {m: pl.Int64() for m in metrics} | {RESTART_COUNT: pl.Int64()})
-        entities = entities.with_columns(
+        entities = entities.hstack(found).with_columns(
             pl.when(of_pod).then(pl.coalesce("_uid", "pod_id")).otherwise("pod_id").alias("pod_id"),
             pl.when(of_pod & pl.col("_uid").is_not_null()).then("_labels").otherwise("labels").alias("labels"),
             *(set_where(of_pod, c, c.removeprefix("_stored:"), frames.entities.columns) for c in stored),
@@ -152,7 +153,7 @@ class PodEnricher:
             .alias(RESTART_COUNT),
             *(pl.when(is_container).then(pl.coalesce(m, f"_{m}")).otherwise(pl.col(m)).alias(m) for m in metrics),
         )
-        return frames.with_entities(entities.drop([c for c in entities.columns if c.startswith("_")]))
+        return frames.with_entities(entities.drop(found.columns))
 
 
 def _node_info(entities: pl.DataFrame, dimensions: Dimensions) -> pl.DataFrame:
@@ -160,27 +161,33 @@ def _node_info(entities: pl.DataFrame, dimensions: Dimensions) -> pl.DataFrame:
     nodes = _frame(dimensions.nodes.select(["name", "hostname", "host_id"])).rename(
         {"name": "nodename", "hostname": "_hostname", "host_id": "_host_id"}
     )
-    nodes = nodes.unique(subset=["nodename"], keep="last", maintain_order=True)
-    joined = entities.join(nodes, on="nodename", how="left", maintain_order="left")
+    found = lookup(entities, nodes, ["nodename"], ["_hostname", "_host_id"])
     has_node = pl.col("nodename").is_not_null() & pl.col("type").is_in([POD, CONTAINER, NODE, SYS_CONTAINER])
-    return joined.with_columns(
-        pl.when(has_node)
-        .then(pl.coalesce("hostname", "_hostname", "nodename"))
-        .otherwise("hostname")
-        .alias("hostname"),
-        pl.when(has_node).then(pl.coalesce("host_id", "_host_id")).otherwise("host_id").alias("host_id"),
-    ).drop(["_hostname", "_host_id"])
+    return (
+        entities.hstack(found)
+        .with_columns(
+            pl.when(has_node)
+            .then(pl.coalesce("hostname", "_hostname", "nodename"))
+            .otherwise("hostname")
+            .alias("hostname"),
+            pl.when(has_node).then(pl.coalesce("host_id", "_host_id")).otherwise("host_id").alias("host_id"),
+        )
+        .drop(found.columns)
+    )
 
 
 def _append_stubs(entities: pl.DataFrame, pods: pl.DataFrame, containers: pl.DataFrame) -> pl.DataFrame:
     """Heapster's placeholders: a pod row for API pods seen only through their containers, then a
     container row (requests and limits only) for every API spec container the kubelet did not report."""
-    known = pods.select(POD_KEY)
-    pod_rows = entities.filter(pl.col("type") == POD).select(POD_KEY).unique()
+    marker = pl.lit(True).alias("_present")
+    carried = ["nodename", "hostname", "host_id", "pod_id", "start_time", "sample_time"]
+    narrow = entities.select("type", *CONTAINER_KEY, *carried)  # filter a narrow frame, not all metrics
+    pod_rows = narrow.filter(pl.col("type") == POD).select(*POD_KEY, marker)
+    container_rows = narrow.filter(pl.col("type") == CONTAINER)
+    known = lookup(container_rows, pods.select(*POD_KEY, marker), POD_KEY, ["_present"])["_present"]
+    has_row = lookup(container_rows, pod_rows, POD_KEY, ["_present"])["_present"]
     orphans = (
-        entities.filter(pl.col("type") == CONTAINER)
-        .join(known, on=list(POD_KEY), how="semi")
-        .join(pod_rows, on=list(POD_KEY), how="anti")
+        container_rows.filter(known.is_not_null() & has_row.is_null())
         .group_by(POD_KEY, maintain_order=True)
         .agg(
             pl.col("nodename").first(),
@@ -192,18 +199,21 @@ def _append_stubs(entities: pl.DataFrame, pods: pl.DataFrame, containers: pl.Dat
         )
         .with_columns(pl.lit(POD).alias("type"))
     )
-    entities = pl.concat([entities, orphans], how="diagonal_relaxed") if orphans.height else entities
-    pods_seen = entities.filter(pl.col("type") == POD).select(
-        *POD_KEY, "nodename", "hostname", "host_id", "pod_id", "start_time", "sample_time"
-    )
-    present = entities.filter(pl.col("type") == CONTAINER).select(CONTAINER_KEY)
+    if orphans.height:
+        entities = append_rows(entities, orphans)
+    # spec containers of pods in the window (API-known ones) that have no container row
+    pods_seen = pl.concat([narrow, orphans], how="diagonal_relaxed") if orphans.height else narrow
+    pods_seen = pods_seen.filter(pl.col("type") == POD).select(*POD_KEY, *carried)
+    spec = containers.select(CONTAINER_KEY)
+    of_pod = lookup(spec, pods_seen.with_columns(marker), POD_KEY, [*carried, "_present"])
+    reported = lookup(spec, container_rows.select(*CONTAINER_KEY, marker), CONTAINER_KEY, ["_present"])["_present"]
     missing = (
-        containers.select(CONTAINER_KEY)
-        .join(pods_seen.join(known, on=list(POD_KEY), how="semi"), on=list(POD_KEY), how="inner")
-        .join(present, on=list(CONTAINER_KEY), how="anti", nulls_equal=False)
+        spec.hstack(of_pod)
+        .filter(pl.col("_present").is_not_null() & reported.is_null())
+        .drop("_present")
         .with_columns(pl.lit(CONTAINER).alias("type"))
     )
-    return pl.concat([entities, missing], how="diagonal_relaxed") if missing.height else entities
+    return append_rows(entities, missing)
 
 
 class NamespaceEnricher:
@@ -216,9 +226,8 @@ class NamespaceEnricher:
         namespaces = _frame(dimensions.namespaces.select(["name", "uid"])).rename(
             {"name": "namespace_name", "uid": "_namespace_uid"}
         )
-        namespaces = namespaces.unique(subset=["namespace_name"], keep="last", maintain_order=True)
         entities = _with_missing(frames.entities, {"namespace_id": pl.String()})
-        entities = entities.join(namespaces, on="namespace_name", how="left", maintain_order="left")
+        entities = entities.hstack(lookup(entities, namespaces, ["namespace_name"], ["_namespace_uid"]))
         applies = pl.col("type").is_in([POD, CONTAINER, NS])
         entities = entities.with_columns(
             pl.when(applies)
