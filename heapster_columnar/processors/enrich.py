@@ -67,6 +67,20 @@ class PodEnricher:
 
     def __init__(self, labels: LabelCopier | None = None) -> None:
         self.labels = labels or LabelCopier()
+        # The API side of the joins, rebuilt only when the dimension tables change (they are
+        # replaced, never mutated, when list+watch sees a change): ~0.1 s a window saved at 150 k pods.
+        self._prepared: tuple[pa.Table, pa.Table, pl.DataFrame, pl.DataFrame, list[str]] | None = None
+
+    def _prepare(self, dimensions: Dimensions) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+        cached = self._prepared
+        if cached is not None and cached[0] is dimensions.pods and cached[1] is dimensions.containers:
+            return cached[2], cached[3], cached[4]
+        containers, extended = self._containers(dimensions)
+        counts = containers.group_by(POD_KEY).agg(pl.len().cast(pl.Int64).alias("_n_spec"))
+        pods = self._pods(dimensions)
+        pods = pods.hstack(lookup(pods, counts, POD_KEY, ["_n_spec"])).with_columns(pl.col("_n_spec").fill_null(0))
+        self._prepared = (dimensions.pods, dimensions.containers, pods, containers, extended)
+        return pods, containers, extended
 
     def _pods(self, dimensions: Dimensions) -> pl.DataFrame:
         """One row per API pod: key, uid, rendered labels and stored label columns."""
@@ -92,6 +106,7 @@ class PodEnricher:
             pl.col("name").alias("container_name"),
             pl.col("image").alias("_image"),
             pl.col("restart_count").alias("_restart_count"),
+            pl.lit(True).alias("_image_matched"),
             *(pl.col(column).fill_null(0).alias(f"_{metric}") for column, metric in RESOURCES.items()),
         )
         extended: list[str] = []
@@ -126,20 +141,28 @@ class PodEnricher:
             },
         )
         entities = _node_info(entities, dimensions)
-        pods = self._pods(dimensions)
-        containers, extended = self._containers(dimensions)
-        entities = _append_stubs(entities, pods, containers)
+        pods, containers, extended = self._prepare(dimensions)
+        entities = _append_orphan_pods(entities, pods)
+        pod_columns = [c for c in pods.columns if c.startswith("_")]
+        container_columns = [c for c in containers.columns if c.startswith("_")]
+
+        def found_for(rows: pl.DataFrame) -> pl.DataFrame:
+            return lookup(rows, pods, POD_KEY, pod_columns).hstack(
+                lookup(rows, containers, CONTAINER_KEY, container_columns)
+            )
+
+        found = found_for(entities)
+        entities = entities.hstack(found)
+        stubs = _missing_containers(entities, containers)
+        if stubs.height:
+            entities = append_rows(entities, stubs.hstack(found_for(stubs)))
 
         is_pod, is_container = pl.col("type") == POD, pl.col("type") == CONTAINER
         of_pod = is_pod | is_container
         stored = [c for c in pods.columns if c.startswith("_stored:")]
         metrics = [*RESOURCES.values(), *extended]
-        found = lookup(entities, pods, POD_KEY, [c for c in pods.columns if c.startswith("_")])
-        found = found.hstack(
-            lookup(entities, containers, CONTAINER_KEY, [c for c in containers.columns if c.startswith("_")])
-        )
         entities = _with_missing(entities, {m: pl.Int64() for m in metrics} | {RESTART_COUNT: pl.Int64()})
-        entities = entities.hstack(found).with_columns(
+        entities = entities.with_columns(
             pl.when(of_pod).then(pl.coalesce("_uid", "pod_id")).otherwise("pod_id").alias("pod_id"),
             pl.when(of_pod & pl.col("_uid").is_not_null()).then("_labels").otherwise("labels").alias("labels"),
             *(set_where(of_pod, c, c.removeprefix("_stored:"), frames.entities.columns) for c in stored),
@@ -176,44 +199,52 @@ def _node_info(entities: pl.DataFrame, dimensions: Dimensions) -> pl.DataFrame:
     )
 
 
-def _append_stubs(entities: pl.DataFrame, pods: pl.DataFrame, containers: pl.DataFrame) -> pl.DataFrame:
-    """Heapster's placeholders: a pod row for API pods seen only through their containers, then a
-    container row (requests and limits only) for every API spec container the kubelet did not report."""
-    marker = pl.lit(True).alias("_present")
-    carried = ["nodename", "hostname", "host_id", "pod_id", "start_time", "sample_time"]
-    narrow = entities.select("type", *CONTAINER_KEY, *carried)  # filter a narrow frame, not all metrics
-    pod_rows = narrow.filter(pl.col("type") == POD).select(*POD_KEY, marker)
+_CARRIED = ("nodename", "hostname", "host_id", "pod_id", "start_time", "sample_time")
+_PRESENT = pl.lit(True).alias("_present")
+
+
+def _append_orphan_pods(entities: pl.DataFrame, pods: pl.DataFrame) -> pl.DataFrame:
+    """Heapster's pod placeholder: a pod row for an API pod seen only through its containers."""
+    narrow = entities.select("type", *POD_KEY, *_CARRIED)  # filter a narrow frame, not all metrics
     container_rows = narrow.filter(pl.col("type") == CONTAINER)
-    known = lookup(container_rows, pods.select(*POD_KEY, marker), POD_KEY, ["_present"])["_present"]
+    pod_rows = narrow.filter(pl.col("type") == POD).select(*POD_KEY, _PRESENT)
+    known = lookup(container_rows, pods.select(*POD_KEY, _PRESENT), POD_KEY, ["_present"])["_present"]
     has_row = lookup(container_rows, pod_rows, POD_KEY, ["_present"])["_present"]
     orphans = (
         container_rows.filter(known.is_not_null() & has_row.is_null())
         .group_by(POD_KEY, maintain_order=True)
-        .agg(
-            pl.col("nodename").first(),
-            pl.col("hostname").first(),
-            pl.col("host_id").first(),
-            pl.col("pod_id").first(),
-            pl.col("start_time").min(),
-            pl.col("sample_time").max(),
-        )
+        .agg(*(pl.col(c).first() for c in _CARRIED[:4]), pl.col("start_time").min(), pl.col("sample_time").max())
         .with_columns(pl.lit(POD).alias("type"))
     )
-    if orphans.height:
-        entities = append_rows(entities, orphans)
-    # spec containers of pods in the window (API-known ones) that have no container row
-    pods_seen = pl.concat([narrow, orphans], how="diagonal_relaxed") if orphans.height else narrow
-    pods_seen = pods_seen.filter(pl.col("type") == POD).select(*POD_KEY, *carried)
+    return append_rows(entities, orphans)
+
+
+def _missing_containers(entities: pl.DataFrame, containers: pl.DataFrame) -> pl.DataFrame:
+    """Heapster's container placeholders: a row (requests and limits only, filled by the caller's
+    lookups) for every spec container of an API pod in the window that the kubelet did not report.
+
+    ``entities`` already carries the lookups (``_uid``: the row's pod is known to the API,
+    ``_n_spec``: its spec containers, ``_image``: the container row matched a spec container). When
+    every spec container of those pods matched a container row (the usual case) there is nothing
+    to add, which two sums show without the two 245 k-row lookups below.
+    """
+    api_pod, matched = pl.col("type") == POD, pl.col("type") == CONTAINER
+    api_pod, matched = api_pod & pl.col("_uid").is_not_null(), matched & pl.col("_image_matched").fill_null(False)
+    spec_count, seen_count = entities.select(pl.col("_n_spec").filter(api_pod).sum(), matched.sum()).row(0)
+    if spec_count == seen_count:  # (a missing and a duplicated container would cancel out: malformed input)
+        return entities.clear().select(*CONTAINER_KEY, *_CARRIED, "type")
+    narrow = entities.select("type", *CONTAINER_KEY, *_CARRIED)
+    pods_seen = narrow.filter(pl.col("type") == POD).select(*POD_KEY, *_CARRIED, _PRESENT)
+    reported = narrow.filter(pl.col("type") == CONTAINER).select(*CONTAINER_KEY, _PRESENT)
     spec = containers.select(CONTAINER_KEY)
-    of_pod = lookup(spec, pods_seen.with_columns(marker), POD_KEY, [*carried, "_present"])
-    reported = lookup(spec, container_rows.select(*CONTAINER_KEY, marker), CONTAINER_KEY, ["_present"])["_present"]
-    missing = (
+    of_pod = lookup(spec, pods_seen, POD_KEY, [*_CARRIED, "_present"])
+    seen = lookup(spec, reported, CONTAINER_KEY, ["_present"])["_present"]
+    return (
         spec.hstack(of_pod)
-        .filter(pl.col("_present").is_not_null() & reported.is_null())
+        .filter(pl.col("_present").is_not_null() & seen.is_null())
         .drop("_present")
         .with_columns(pl.lit(CONTAINER).alias("type"))
     )
-    return append_rows(entities, missing)
 
 
 class NamespaceEnricher:

@@ -113,6 +113,9 @@ def test_api_only_pods_get_no_rows_and_points_carry_the_labels(kubelet_data: Pat
     out = run(kubelet_data, dims)
     names = set(out.frames.entities["pod_name"].drop_nulls().to_list())
     assert "e2e-container-pending" not in names and "e2e-failjob-9glzd" not in names  # no stats: Heapster skips
+    types = out.frames.entities["type"].value_counts().sort("type").rows()
+    # every spec container of the 18 pods is reported: no placeholders; 2 namespaces and the cluster added
+    assert types == [("cluster", 1), ("node", 1), ("ns", 2), ("pod", 18), ("pod_container", 23), ("sys_container", 2)]
     points = to_points(out.to_batch(), NOW)
     mine = points.filter(pc.equal(points["pod_name"].cast(pa.string()), "coredns-5dd5756b68-xmx7l")).to_pylist()
     request = [p for p in mine if p["metric"] == "cpu/request" and p["type"] == "pod_container"]
