@@ -14,7 +14,18 @@ import polars as pl
 
 from heapster_columnar.model import catalogue
 from heapster_columnar.model.catalogue import Kind
-from heapster_columnar.processors.base import CLUSTER, CONTAINER, NODE, NS, POD, POD_KEY, Frames, append_rows, lookup
+from heapster_columnar.processors.base import (
+    CLUSTER,
+    CONTAINER,
+    NODE,
+    NS,
+    POD,
+    POD_KEY,
+    Frames,
+    append_rows,
+    lookup,
+    scatter,
+)
 
 # HEAPSTER.md §5.5 / §5.7: what namespaces and the cluster sum.
 NAMESPACE_METRICS = ("cpu/usage_rate", "memory/usage", "cpu/request", "cpu/limit", "memory/request", "memory/limit")
@@ -93,8 +104,13 @@ def _pod_custom_metrics(labeled: pl.DataFrame, entities: pl.DataFrame) -> pl.Dat
     """``custom/*`` metrics of containers summed into their pods, unless the pod reported its own."""
     if labeled.height == 0:
         return labeled
+    # look at the few distinct metric names, not at a million filesystem rows
+    names = labeled.get_column("metric").unique().cast(pl.String)
+    custom_names = names.filter(names.str.starts_with(catalogue.CUSTOM_PREFIX))
+    if custom_names.len() == 0:
+        return labeled
     rows = entities.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("entity"), "type", *POD_KEY)
-    custom = labeled.filter(pl.col("metric").cast(pl.String).str.starts_with(catalogue.CUSTOM_PREFIX)).join(
+    custom = labeled.filter(pl.col("metric").cast(pl.String).is_in(custom_names.implode())).join(
         rows, on="entity", how="inner"
     )
     if custom.height == 0:
@@ -183,9 +199,4 @@ def _fill_from(
     filled = targets.hstack(found).select(
         pl.coalesce(m, f"_sum:{m}").cast(entities.schema[m]).alias(m) for m in metrics
     )
-    columns = []
-    for m in metrics:  # a loop over metric columns, each one whole-column
-        column = entities.get_column(m).clone()
-        column.scatter(rows, filled.get_column(m))
-        columns.append(column)
-    return entities.with_columns(columns)
+    return scatter(entities, rows, filled)

@@ -11,7 +11,7 @@ import polars as pl
 
 from heapster_columnar.model.dimensions import Dimensions
 from heapster_columnar.model.labels import LabelCopier
-from heapster_columnar.processors.base import NODE, Frames, lookup, set_where
+from heapster_columnar.processors.base import NODE, Frames, lookup, scatter
 
 # resource -> (used metric, requested metric), as Heapster reads them from the node's own row
 RESOURCES = {
@@ -40,29 +40,24 @@ class NodeAutoscalingEnricher:
             }
         )
         entities = frames.entities
-        for used, requested in RESOURCES.values():
-            if used not in entities.columns:
-                entities = entities.with_columns(pl.lit(None, pl.Int64).alias(used))
-            if requested not in entities.columns:
-                entities = entities.with_columns(pl.lit(None, pl.Int64).alias(requested))
-        if "labels" not in entities.columns:
-            entities = entities.with_columns(pl.lit(None, pl.String).alias("labels"))
-        found = lookup(entities, nodes, ["nodename"], [c for c in nodes.columns if c != "nodename"])
-        joined = entities.hstack(found)
-        is_node = (pl.col("type") == NODE) & pl.col("_labels").is_not_null()  # a node the API knows
+        needed = [c for pair in RESOURCES.values() for c in pair]
+        rows = entities.select(pl.arg_where(pl.col("type") == NODE)).to_series()
+        part = entities.select(
+            "nodename",
+            *(pl.col(c) if c in entities.columns else pl.lit(None, pl.Int64).alias(c) for c in needed),
+        )[rows]  # only node rows: 5,000 of 415,000
+        found = lookup(part, nodes, ["nodename"], [c for c in nodes.columns if c != "nodename"])
+        joined = part.hstack(found)
+        known = pl.col("_labels").is_not_null()  # a node the API knows
         columns: list[pl.Expr] = [
-            pl.when(is_node).then("_labels").otherwise("labels").alias("labels"),
-            *(
-                set_where(is_node, c, c.removeprefix("_stored:"), entities.columns)
-                for c in nodes.columns
-                if c.startswith("_stored:")
-            ),
+            pl.col("_labels").alias("labels"),
+            *(pl.col(c).alias(c.removeprefix("_stored:")) for c in nodes.columns if c.startswith("_stored:")),
         ]
         for resource, (used, requested) in RESOURCES.items():
             capacity, allocatable = pl.col(f"_capacity_{resource}"), pl.col(f"_allocatable_{resource}")
-            present = is_node
+            present = known
             if resource == "ephemeral_storage":
-                present = is_node & capacity.is_not_null() & allocatable.is_not_null()
+                present = known & capacity.is_not_null() & allocatable.is_not_null()
             alloc = allocatable.fill_null(0).cast(pl.Float64)
             ratio = present & (alloc != 0)
             columns += [
@@ -71,5 +66,11 @@ class NodeAutoscalingEnricher:
                 pl.when(ratio).then(pl.col(used).fill_null(0) / alloc).alias(f"{resource}/node_utilization"),
                 pl.when(ratio).then(pl.col(requested).fill_null(0) / alloc).alias(f"{resource}/node_reservation"),
             ]
-        out = joined.with_columns(columns)
-        return frames.with_entities(out.drop([c for c in out.columns if c.startswith("_")]))
+        values = joined.select(columns)
+        # a node the API does not know keeps its labels; the metrics stay null for it
+        keep = [c for c in values.columns if c in entities.columns and c not in needed]
+        values = values.with_columns(
+            pl.when(joined["_labels"].is_not_null()).then(pl.col(c)).otherwise(entities.get_column(c)[rows]).alias(c)
+            for c in keep
+        )
+        return frames.with_entities(scatter(entities, rows, values))

@@ -116,6 +116,21 @@ def append_rows(frame: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     return frame.vstack(shaped)
 
 
+def scatter(entities: pl.DataFrame, rows: pl.Series, values: pl.DataFrame) -> pl.DataFrame:
+    """Write ``values`` (one row per index in ``rows``) into those rows of ``entities``, column by
+    column; other rows keep their value (or null, for a new column). For stages that touch a few
+    rows (nodes, namespaces, pods) this beats a when/then over all 415 k rows."""
+    columns = []
+    for name, dtype in values.schema.items():  # a loop over columns, each one whole-column
+        if name in entities.columns:
+            column = entities.get_column(name).clone()
+        else:
+            column = pl.Series(name, [], dtype).extend_constant(None, entities.height)
+        column.scatter(rows, values.get_column(name).cast(column.dtype))
+        columns.append(column)
+    return entities.with_columns(columns)
+
+
 def set_where(where: pl.Expr, value: str, name: str, columns: Sequence[str]) -> pl.Expr:
     """Column ``name`` := ``value`` on the rows matching ``where``, unchanged (or null) elsewhere;
     stored label columns are written by more than one stage and must not erase each other."""
