@@ -155,7 +155,9 @@ class PodEnricher:
         entities = entities.hstack(found)
         stubs = _missing_containers(entities, containers)
         if stubs.height:
-            entities = append_rows(entities, stubs.hstack(found_for(stubs)))
+            # placeholders carry requests and limits only (Heapster): no restart count of their own
+            stub_found = found_for(stubs).with_columns(pl.lit(None, pl.Int64).alias("_restart_count"))
+            entities = append_rows(entities, stubs.hstack(stub_found))
 
         is_pod, is_container = pl.col("type") == POD, pl.col("type") == CONTAINER
         of_pod = is_pod | is_container
