@@ -71,33 +71,50 @@ class PodAggregator:
 
     def process(self, frames: Frames, dimensions: object) -> Frames:
         entities = frames.entities
-        metrics = _pod_metric_columns(entities)
+        candidates = _pod_metric_columns(entities)
+        # Sum only what can change anything: a metric some container has and some pod lacks (the
+        # kubelet reports most pod values itself), which two null counts per column tell; pods the
+        # aggregator has to create get every metric their containers have.
+        is_pod, is_container = pl.col("type") == POD, pl.col("type") == CONTAINER
+        counts = entities.select(
+            *(pl.col(m).filter(is_pod).null_count().alias(f"pod:{m}") for m in candidates),
+            *(pl.col(m).filter(is_container).count().alias(f"container:{m}") for m in candidates),
+        ).row(0, named=True)
+        present = [m for m in candidates if counts[f"container:{m}"]]
+        metrics = [m for m in present if counts[f"pod:{m}"]]
         carried = [c for c in ("nodename", "pod_id", "namespace_id", "hostname", "host_id") if c in entities.columns]
-        containers = entities.select("type", *POD_KEY, *metrics, *carried, "start_time", "sample_time").filter(
-            (pl.col("type") == CONTAINER) & pl.col("namespace_name").is_not_null() & pl.col("pod_name").is_not_null()
+        containers = entities.select("type", *POD_KEY, *present, *carried, "start_time", "sample_time").filter(
+            is_container & pl.col("namespace_name").is_not_null() & pl.col("pod_name").is_not_null()
         )
-        sums = containers.group_by(POD_KEY).agg(
-            pl.col(metrics).sum(),
-            pl.col(metrics).is_not_null().any().name.prefix("_any:"),
-            *(pl.col(c).first() for c in carried),
-            pl.col("start_time").min(),
-            pl.col("sample_time").max(),
-        )
-        # a group whose values are all missing has no sum (Polars' sum of nothing is 0)
-        sums = sums.with_columns(pl.when(pl.col(f"_any:{m}")).then(pl.col(m)).alias(m) for m in metrics).drop(
-            [f"_any:{m}" for m in metrics]
-        )
+        sums = _sums(containers, metrics, carried)
         # pods the kubelet never reported: created, as Heapster does (but keeping the node)
-        pods = (
-            entities.select("type", *POD_KEY).filter(pl.col("type") == POD).with_columns(pl.lit(True).alias("_present"))
-        )
+        pods = entities.select("type", *POD_KEY).filter(is_pod).with_columns(pl.lit(True).alias("_present"))
         exists = lookup(sums, pods, POD_KEY, ["_present"])["_present"]
-        created = sums.filter(exists.is_null()).with_columns(pl.lit(POD).alias("type"))
-        filled = _fill_from(entities, sums, on=POD_KEY, where=pl.col("type") == POD, metrics=metrics)
+        created = sums.filter(exists.is_null()).select(POD_KEY)
+        filled = _fill_from(entities, sums, on=POD_KEY, where=is_pod, metrics=metrics)
         if created.height:
-            filled = append_rows(filled, created.sort(POD_KEY))
+            orphans = containers.join(created, on=list(POD_KEY), how="semi")
+            filled = append_rows(
+                filled, _sums(orphans, present, carried).with_columns(pl.lit(POD).alias("type")).sort(POD_KEY)
+            )
         labeled = _pod_custom_metrics(frames.labeled, filled)
         return frames.with_entities(filled).with_labeled(labeled)
+
+
+def _sums(containers: pl.DataFrame, metrics: Sequence[str], carried: Sequence[str]) -> pl.DataFrame:
+    """Per pod: the sums of ``metrics`` (null where no container has a value), the first of the
+    ``carried`` labels, the earliest start and the latest sample."""
+    sums = containers.group_by(POD_KEY).agg(
+        pl.col(metrics).sum(),
+        pl.col(metrics).is_not_null().any().name.prefix("_any:"),
+        *(pl.col(c).first() for c in carried),
+        pl.col("start_time").min(),
+        pl.col("sample_time").max(),
+    )
+    # a group whose values are all missing has no sum (Polars' sum of nothing is 0)
+    return sums.with_columns(pl.when(pl.col(f"_any:{m}")).then(pl.col(m)).alias(m) for m in metrics).drop(
+        [f"_any:{m}" for m in metrics]
+    )
 
 
 def _pod_custom_metrics(labeled: pl.DataFrame, entities: pl.DataFrame) -> pl.DataFrame:
