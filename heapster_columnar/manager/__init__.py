@@ -1,0 +1,1 @@
+"""The manager: window clock and the loop that drives scrape → process → sinks."""

@@ -1,0 +1,1 @@
+"""Sinks: where processed windows go (memory for the APIs, logs, Parquet, DuckDB, InfluxDB)."""

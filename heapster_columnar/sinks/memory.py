@@ -1,0 +1,69 @@
+"""The in-memory window store the HTTP APIs read (Heapster's metric sink, HEAPSTER.md §7.1).
+
+Heapster kept whole batches for ~140 s and the cpu/memory series for 15 minutes. We keep whole
+windows (entity form, the compact one) for ``window_retention`` and, for ``series_retention``, the
+long-form points of the few metrics dashboards and ``kubectl top`` ask for over time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from heapster_columnar.model.window import Window
+
+SERIES_METRICS = ("cpu/usage_rate", "memory/usage", "memory/working_set")
+
+
+class MemorySink:
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        window_retention: timedelta = timedelta(seconds=140),
+        series_retention: timedelta = timedelta(minutes=15),
+        series_metrics: Sequence[str] = SERIES_METRICS,
+    ) -> None:
+        self.window_retention, self.series_retention = window_retention, series_retention
+        self.series_metrics = tuple(series_metrics)
+        self._lock = threading.Lock()
+        self._windows: deque[Window] = deque()
+        self._series: deque[tuple[datetime, pa.Table]] = deque()
+
+    def write(self, window: Window) -> None:
+        metric = window.points.column("metric").cast(pa.string())
+        series = window.points.filter(pc.is_in(metric, pa.array(self.series_metrics)))
+        with self._lock:
+            self._windows.append(window)
+            self._series.append((window.end, series))
+            while self._windows and self._windows[0].end <= window.end - self.window_retention:
+                self._windows.popleft()
+            while self._series and self._series[0][0] <= window.end - self.series_retention:
+                self._series.popleft()
+
+    def close(self) -> None:
+        with self._lock:
+            self._windows.clear()
+            self._series.clear()
+
+    def latest(self) -> Window | None:
+        with self._lock:
+            return self._windows[-1] if self._windows else None
+
+    def windows(self) -> list[Window]:
+        with self._lock:
+            return list(self._windows)
+
+    def series(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table | None:
+        """The kept series points with ``start <= timestamp <= end`` as one table (None if empty)."""
+        with self._lock:
+            tables = [
+                t for stamp, t in self._series if (start is None or stamp >= start) and (end is None or stamp <= end)
+            ]
+        return pa.concat_tables(tables, promote_options="permissive") if tables else None

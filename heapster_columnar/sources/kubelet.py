@@ -1,0 +1,287 @@
+"""Scraping every kubelet's ``/stats/summary`` once per window (HEAPSTER.md §3.2, §3.6).
+
+One :class:`KubeletScraper` lives as long as the collector: its ``httpx.AsyncClient`` keeps
+connections (and TLS sessions) across windows. Per window, requests start spread uniformly over
+``min(8 ms x nodes, 4 s)`` as Heapster does (so 5,000 kubelets are not hit in the same
+millisecond), at most ``concurrency`` are in flight, each is cut at ``timeout`` and the whole window
+at ``deadline``: what arrived by then is the window, the rest count as failed. Bodies are decoded in
+batches on one worker thread while other requests are still in flight, so the event loop only does
+network work; a broken node costs only its own rows. Every failure is a short reason per node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pyarrow as pa
+
+from heapster_columnar.errors import ConfigError
+from heapster_columnar.model.batch import MetricBatch, concat_batches
+from heapster_columnar.sources.config import SummarySourceConfig
+from heapster_columnar.sources.summary import DecodeResult, decode_summaries
+
+__all__ = ["Collected", "KubeletScraper", "Target"]
+
+SPREAD_PER_NODE = 0.008  # Heapster: random start delay in [0, min(8 ms x sources, 4 s))
+SPREAD_MAX = 4.0
+DECODE_MIN_BYTES = 4 << 20  # decode once this much arrived (or when nothing else is in flight)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One kubelet to scrape: the API Node name (failures and decode errors are keyed by it) and URL."""
+
+    node: str
+    url: str
+
+
+@dataclass(slots=True)
+class Collected:
+    """One window's scrape.
+
+    ``failures``: node → short reason, including nodes not scraped at all ("not ready").
+    ``partial``: some node that should have answered did not (any failure but "not ready").
+    ``request_seconds``: node → seconds from sending to the last body byte (answered requests).
+    ``bytes``: body bytes received. ``scraped``: nodes whose document decoded.
+    """
+
+    batch: MetricBatch
+    failures: dict[str, str] = field(default_factory=dict)
+    partial: bool = False
+    request_seconds: dict[str, float] = field(default_factory=dict)
+    bytes: int = 0
+    scraped: int = 0
+
+
+class _Token:
+    """A bearer token given directly or read from a file, re-read whenever the file changes."""
+
+    def __init__(self, value: str | None, path: str | None) -> None:
+        self._value, self._path = value, path
+        self._stamp: tuple[int, int, int] | None = None
+
+    def current(self) -> str | None:
+        if self._path is None:
+            return self._value
+        try:
+            st = os.stat(self._path)
+        except OSError as exc:
+            raise ConfigError(f"token file {self._path}: {exc.strerror}") from None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stamp:
+            with open(self._path, encoding="utf-8") as f:
+                self._value = f.read().strip()
+            self._stamp = stamp
+        return self._value
+
+
+class KubeletScraper:
+    """Scrapes kubelets directly or through the API-server proxy; one instance per collector.
+
+    ``api_url``/``api_token``/``ca_file`` are the resolved API-server credentials (from the
+    kubeconfig, the service account or the URI): the proxy mode talks to ``api_url``; ``ca_file``
+    is the kubelet CA unless ``caFile`` was given; ``api_token`` is used unless a token file applies.
+    ``decode=False`` counts bodies without decoding them (benchmarks of the client's own cost).
+    """
+
+    def __init__(
+        self,
+        config: SummarySourceConfig,
+        *,
+        api_url: str | None = None,
+        api_token: str | None = None,
+        ca_file: str | None = None,
+        decode: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.config = config
+        self._api_url = (api_url or config.url).rstrip("/")
+        if config.kubelet_mode == "proxy" and not self._api_url:
+            raise ConfigError(f"{config.kubelet_mode} mode needs the API server address")
+        self._token = _Token(api_token, config.effective_token_file)
+        self._decode = decode
+        self._random = random.Random(seed)
+        ca = (config.ca_file or ca_file) if config.kubelet_mode == "direct" else (ca_file or config.ca_file)
+        verify: ssl.SSLContext | bool = not config.insecure
+        if not config.insecure and ca:
+            try:
+                verify = ssl.create_default_context(cafile=ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"CA file {ca}: {exc}") from None
+        limits = httpx.Limits(
+            max_connections=config.concurrency, max_keepalive_connections=config.concurrency, keepalive_expiry=300
+        )
+        self._client = httpx.AsyncClient(
+            verify=verify, limits=limits, timeout=httpx.Timeout(config.timeout), headers={"Accept": "application/json"}
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summary-decode")
+
+    @property
+    def _sends_token(self) -> bool:
+        # Heapster sends the kubelet token only over https; the proxy always needs the API token.
+        return self.config.kubelet_mode == "proxy" or self.config.kubelet_https
+
+    def targets(self, nodes: pa.Table) -> tuple[list[Target], dict[str, str]]:
+        """(targets, skipped node → reason) from a NODES_SCHEMA table."""
+        names = nodes.column("name").to_pylist()
+        ips = nodes.column("internal_ip").to_pylist()
+        ports = nodes.column("kubelet_port").to_pylist()
+        ready = nodes.column("ready").to_pylist()
+        scheme = "https" if self.config.kubelet_https else "http"
+        targets: list[Target] = []
+        skipped: dict[str, str] = {}
+        for name, ip, port, is_ready in zip(names, ips, ports, ready, strict=True):
+            if is_ready is False:  # Heapster skips only a Ready condition that is not True
+                skipped[name] = "not ready"
+            elif self.config.kubelet_mode == "proxy":
+                targets.append(Target(name, f"{self._api_url}/api/v1/nodes/{quote(name, safe='')}/proxy/stats/summary"))
+            elif not ip:
+                skipped[name] = "no InternalIP address"
+            elif not (port := self.config.kubelet_port or port):
+                skipped[name] = "no kubelet port (daemonEndpoints empty; set kubeletPort)"
+            else:
+                host = f"[{ip}]" if ":" in ip else ip  # IPv6
+                targets.append(Target(name, f"{scheme}://{host}:{port}/stats/summary"))
+        return targets, skipped
+
+    async def collect(self, nodes: pa.Table, *, now: datetime, deadline: float) -> Collected:
+        """Scrape every ready node; return by ``deadline`` (an event-loop time) with what arrived.
+
+        ``now`` is the collector's clock for ``uptime`` (Heapster computes it at decode time).
+        """
+        loop = asyncio.get_running_loop()
+        targets, skipped = self.targets(nodes)
+        out = Collected(MetricBatch.empty(), failures=dict(skipped))
+        token = self._token.current() if self._sends_token else None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        spread = min(SPREAD_PER_NODE * len(targets), SPREAD_MAX)
+        gate = asyncio.Semaphore(self.config.concurrency)
+        fetches: dict[asyncio.Future[Any], Target] = {
+            asyncio.create_task(self._fetch(t, self._random.uniform(0, spread), gate, headers)): t for t in targets
+        }
+        decodes: set[asyncio.Future[Any]] = set()
+        results: list[DecodeResult] = []
+        pending: list[tuple[str, bytes]] = []
+        pending_bytes = 0
+        waiting: set[asyncio.Future[Any]] = set(fetches)
+        remaining = len(fetches)
+        while remaining or decodes:
+            timeout = deadline - loop.time()
+            if remaining and timeout <= 0:
+                break
+            done, _ = await asyncio.wait(
+                waiting, timeout=timeout if remaining else None, return_when=asyncio.FIRST_COMPLETED
+            )
+            for finished in done:
+                waiting.discard(finished)
+                if finished in decodes:
+                    decodes.discard(finished)
+                    results.append(finished.result())
+                    continue
+                remaining -= 1
+                node = fetches[finished].node
+                body, reason, seconds = finished.result()
+                if reason is not None:
+                    out.failures[node] = reason
+                    continue
+                out.request_seconds[node] = seconds
+                out.bytes += len(body)
+                if body[:64].lstrip()[:1] != b"{":
+                    out.failures[node] = f"not JSON: body starts {bytes(body[:40])!r}"
+                    continue
+                pending.append((node, body))
+                pending_bytes += len(body)
+            if pending and not decodes and (pending_bytes >= DECODE_MIN_BYTES or not remaining):
+                future = loop.run_in_executor(self._executor, self._decode_batch, pending, now)
+                decodes.add(future)
+                waiting.add(future)
+                pending, pending_bytes = [], 0
+        late = [task for task in fetches if not task.done()]
+        for task in late:
+            task.cancel()
+            out.failures[fetches[task].node] = "deadline"
+        await asyncio.gather(*late, return_exceptions=True)
+        if pending:  # arrived while the last decode ran, or just before the deadline
+            results.append(await loop.run_in_executor(self._executor, self._decode_batch, pending, now))
+        for decode in decodes:
+            results.append(await decode)
+        for result in results:
+            for error in result.errors:
+                out.failures[error.source] = f"bad Summary: {error.detail}"
+            out.scraped += result.documents
+        parts = [r.batch for r in results if r.batch.entities.num_rows]
+        out.batch = parts[0] if len(parts) == 1 else await loop.run_in_executor(self._executor, concat_batches, parts)
+        out.partial = any(reason != "not ready" for reason in out.failures.values())
+        return out
+
+    def _decode_batch(self, arrived: list[tuple[str, bytes]], now: datetime) -> DecodeResult:
+        if not self._decode:
+            return DecodeResult(MetricBatch.empty(), (), 0, len(arrived))
+        return decode_summaries([b for _, b in arrived], now=now, sources=[n for n, _ in arrived])
+
+    async def _fetch(
+        self, target: Target, delay: float, gate: asyncio.Semaphore, headers: dict[str, str]
+    ) -> tuple[bytes, str | None, float]:
+        """(body, None, seconds) or (b"", reason, seconds); never raises (but can be cancelled)."""
+        if delay > 0:
+            await asyncio.sleep(delay)
+        async with gate:
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.config.timeout):
+                    response = await self._client.get(target.url, headers=headers)
+            except (TimeoutError, httpx.TimeoutException):
+                return b"", "timeout", time.perf_counter() - started
+            except httpx.HTTPError as exc:
+                return b"", _transport_reason(exc), time.perf_counter() - started
+            seconds = time.perf_counter() - started
+        if response.status_code != 200:
+            return b"", _status_reason(response), seconds
+        return response.content, None, seconds
+
+    async def aclose(self) -> None:
+        """Close pooled connections and the decode thread."""
+        await self._client.aclose()
+        self._executor.shutdown(wait=True)
+
+
+def _status_reason(response: httpx.Response) -> str:
+    code = response.status_code
+    if code in (401, 403):
+        return f"{code} {'Unauthorized' if code == 401 else 'Forbidden'}"
+    if code == 404:
+        return "404 not found (no /stats/summary)"
+    text = " ".join(response.text.split())[:100]
+    return f"HTTP {code}: {text}" if text else f"HTTP {code}"
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """A one-line reason for a connection-level failure; TLS problems say so first."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS: certificate verify failed: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS: {cause.reason or cause}"
+        cause = cause.__cause__ or cause.__context__
+    message = " ".join(str(exc).split())[:120]
+    if "CERTIFICATE_VERIFY_FAILED" in message or "SSL" in message:
+        return f"TLS: {message}"
+    kinds: dict[type[BaseException], str] = {
+        httpx.ConnectError: "connect",
+        httpx.RemoteProtocolError: "protocol error",
+        httpx.ReadError: "read error",
+        httpx.WriteError: "write error",
+    }
+    kind = kinds.get(type(exc), type(exc).__name__)
+    return f"{kind}: {message}" if message else kind
