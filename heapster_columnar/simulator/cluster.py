@@ -166,7 +166,8 @@ class SimulatedCluster:
     @property
     def source_uri(self) -> str:
         """The ``--source`` to give ``heapster-columnar run`` (Heapster's URI form)."""
-        return f"kubernetes.summary_api:{self.api_url}?inClusterConfig=false&auth={self.kubeconfig_path}"
+        uri = f"kubernetes.summary_api:{self.api_url}?inClusterConfig=false&auth={self.kubeconfig_path}"
+        return uri if self.spec.https else uri + "&kubeletHttps=false"
 
     def kubelet_url(self, index: int) -> str:
         return f"{self.scheme}://{kubelet_ip(index)}:{self.fleet.ports[index]}"
