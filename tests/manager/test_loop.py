@@ -1,0 +1,52 @@
+"""The collector against a real simulated cluster over HTTPS: rates equal the simulator's truth."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import polars as pl
+
+from heapster_columnar.manager.build import RunConfig, build
+from heapster_columnar.simulator.cluster import SimulatedCluster
+from heapster_columnar.simulator.spec import ClusterSpec, FaultSpec
+
+
+def test_rates_requests_and_partial_windows_against_the_simulator() -> None:
+    spec = ClusterSpec(
+        nodes=6, pods_per_node=4, https=True, token="t0k", kubelet_port=0, faults=FaultSpec.parse("http500=1")
+    )
+    with SimulatedCluster(spec) as cluster:
+        config = RunConfig(source=cluster.source_uri, resolution=timedelta(seconds=5), offset=timedelta(seconds=1))
+
+        async def collect() -> list:  # type: ignore[type-arg]
+            collector = build(config)
+            assert collector.state.wait_ready(20)
+            try:
+                await collector.manager.run(asyncio.Event(), windows=2)
+            finally:
+                await collector.aclose()
+            return collector.manager.outcomes
+
+        outcomes = asyncio.run(collect())
+        assert len(outcomes) == 2
+        last = outcomes[-1].window
+        failed = [i for i, f in cluster.faults.items() if f]
+        assert list(last.failures) == [f"node-{failed[0]:05d}"] and "500" in next(iter(last.failures.values()))
+        entities = pl.from_arrow(last.batch.entities)
+        assert isinstance(entities, pl.DataFrame)
+        for index in range(spec.nodes):
+            if index in failed:
+                continue
+            name = f"node-{index:05d}"
+            node = entities.filter((pl.col("type") == "node") & (pl.col("nodename") == name)).row(0, named=True)
+            truth = cluster.summary(index, last.end.timestamp())["node"]["cpu"]["usageNanoCores"]
+            # counters grow at exactly usageNanoCores per second, so the rate is exact, in millicores
+            assert node["cpu/usage_rate"] == truth // 1_000_000
+            assert node["cpu/request"] == sum(
+                int(c["resources"]["requests"]["cpu"].removesuffix("m"))
+                for pod in cluster.pods(index)
+                for c in pod["spec"]["containers"]
+            )
+        cluster_row = entities.filter(pl.col("type") == "cluster").row(0, named=True)
+        assert cluster_row["cpu/usage_rate"] > 0 and cluster_row["memory/request"] > 0
