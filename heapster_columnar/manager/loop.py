@@ -129,7 +129,7 @@ class Manager:
     async def run_window(self, start: datetime, end: datetime) -> WindowOutcome:
         """Scrape, process and write one window ``[start, end)`` now."""
         t = self.telemetry
-        dimensions = self.dimensions()
+        dimensions = await asyncio.to_thread(self.dimensions)  # a rebuild at 150 k pods takes seconds
         loop = asyncio.get_running_loop()
         scrape_started = time.perf_counter()
         collected = await self.scraper.collect(
