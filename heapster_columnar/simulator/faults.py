@@ -73,10 +73,12 @@ def apply_faults(document: dict[str, Any], faults: dict[Fault, float], now: floa
 
 
 def _restart_first_containers(document: dict[str, Any], period: float, now: float) -> None:
-    restart_at = int(now // period * period)
     for pod in document["pods"]:
         container = pod["containers"][0]
         old, sample = seconds_of(container["startTime"]), seconds_of(container["cpu"]["time"])
+        # the latest restart the kubelet's (lagging) sample has seen, not the latest on the clock:
+        # with a period shorter than the lag the latter would never show up
+        restart_at = int(sample // period * period)
         if old < restart_at < sample:
             container["startTime"] = rfc3339(restart_at)
             _scale(container, (sample - restart_at) / (sample - old))

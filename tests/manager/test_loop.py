@@ -50,3 +50,31 @@ def test_rates_requests_and_partial_windows_against_the_simulator() -> None:
             )
         cluster_row = entities.filter(pl.col("type") == "cluster").row(0, named=True)
         assert cluster_row["cpu/usage_rate"] > 0 and cluster_row["memory/request"] > 0
+
+
+def test_restarting_containers_never_give_negative_rates() -> None:
+    spec = ClusterSpec(nodes=4, pods_per_node=3, kubelet_port=0, faults=FaultSpec.parse("restart=4:4"))
+    with SimulatedCluster(spec) as cluster:
+        config = RunConfig(source=cluster.source_uri, resolution=timedelta(seconds=5), offset=timedelta(seconds=1))
+
+        async def collect() -> list:  # type: ignore[type-arg]
+            collector = build(config)
+            assert collector.state.wait_ready(20)
+            try:
+                await collector.manager.run(asyncio.Event(), windows=3)
+            finally:
+                await collector.aclose()
+            return collector.manager.outcomes
+
+        outcomes = asyncio.run(collect())
+    rates = [c for c in ("cpu/usage_rate", "memory/page_faults_rate", "network/rx_rate")]
+    seen_null = 0
+    for outcome in outcomes[1:]:
+        entities = pl.from_arrow(outcome.window.batch.entities)
+        assert isinstance(entities, pl.DataFrame)
+        containers = entities.filter(pl.col("type") == "pod_container")
+        for rate in rates:
+            assert entities.filter(pl.col(rate) < 0).height == 0, rate
+        # every first container restarts every 4 s: across a 5 s window its counter start moved
+        seen_null += containers.filter(pl.col("cpu/usage_rate").is_null()).height
+    assert seen_null > 0
