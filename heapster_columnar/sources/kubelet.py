@@ -119,20 +119,22 @@ class KubeletScraper:
                 verify = ssl.create_default_context(cafile=ca)
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"CA file {ca}: {exc}") from None
-        # Several small pools, not one big one: httpcore scans its whole pool (quadratically, with a
+        self._ssl = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        # Many small pools, not one big one: httpcore scans its whole pool (quadratically, with a
         # poll() per idle connection) on every request start and end, which cost 20 ms of CPU per
-        # request with 64 connections to the API-server proxy; pools of 8 cost ~64x less.
-        shards = -(-config.concurrency // SHARD_CONNECTIONS)
-        self._slots = [len(range(i, config.concurrency, shards)) for i in range(shards)]
-        self._clients = [
-            httpx.AsyncClient(
-                verify=verify,
-                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=300),
-                timeout=httpx.Timeout(config.timeout),
-                headers={"Accept": "application/json"},
-            )
-            for n in self._slots
-        ]
+        # request with 64 connections to the API-server proxy; pools of 8 cost ~64x less. Proxy
+        # mode: the concurrency split over pools to the one API server. Direct mode: a pool per 8
+        # nodes, so each node's connection (and its TLS session) survives from window to window,
+        # as with Heapster's Go transport; a fresh TLS handshake per node per window tripled our CPU.
+        self._gate_size = config.concurrency
+        self._shards: list[httpx.AsyncClient] = []
+        self._slots: list[int] = []
+        if config.kubelet_mode == "proxy":
+            count = -(-config.concurrency // SHARD_CONNECTIONS)
+            self._slots = [len(range(i, config.concurrency, count)) for i in range(count)]
+            self._shards = [self._client(n) for n in self._slots]
+        self._pool_of: dict[str, httpx.AsyncClient] = {}  # direct mode: node -> its pool
+        self._members: dict[httpx.AsyncClient, set[str]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summary-decode")
 
     @property
@@ -174,59 +176,67 @@ class KubeletScraper:
         token = self._token.current() if self._sends_token else None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         spread = min(SPREAD_PER_NODE * len(targets), SPREAD_MAX)
-        gates = [asyncio.Semaphore(n) for n in self._slots]
-        shards = len(self._clients)  # a node keeps its shard across windows, so its connection can be reused
+        routes = await self._routes(targets)
         fetches: dict[asyncio.Future[Any], Target] = {
-            asyncio.create_task(
-                self._fetch(t, self._random.uniform(0, spread), self._clients[i % shards], gates[i % shards], headers)
-            ): t
-            for i, t in enumerate(targets)
+            asyncio.create_task(self._fetch(t, self._random.uniform(0, spread), client, gate, headers)): t
+            for t, (client, gate) in zip(targets, routes, strict=True)
         }
+        # Completions arrive through a queue: asyncio.wait() over a thousand tasks re-registers a
+        # callback on each of them per wake-up, quadratic in the number of nodes.
+        arrived: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
+        for task in fetches:
+            task.add_done_callback(arrived.put_nowait)
         decodes: set[asyncio.Future[Any]] = set()
         results: list[DecodeResult] = []
         pending: list[tuple[str, bytes]] = []
-        pending_bytes = 0
-        waiting: set[asyncio.Future[Any]] = set(fetches)
-        remaining = len(fetches)
-        while remaining or decodes:
-            timeout = deadline - loop.time()
-            if remaining and timeout <= 0:
-                break
-            done, _ = await asyncio.wait(
-                waiting, timeout=timeout if remaining else None, return_when=asyncio.FIRST_COMPLETED
-            )
-            for finished in done:
-                waiting.discard(finished)
-                if finished in decodes:
-                    decodes.discard(finished)
-                    results.append(finished.result())
-                    continue
-                remaining -= 1
-                node = fetches[finished].node
-                body, reason, seconds = finished.result()
-                if reason is not None:
-                    out.failures[node] = reason
-                    continue
-                out.request_seconds[node] = seconds
-                out.bytes += len(body)
-                if body[:64].lstrip()[:1] != b"{":
-                    out.failures[node] = f"not JSON: body starts {bytes(body[:40])!r}"
-                    continue
-                pending.append((node, body))
-                pending_bytes += len(body)
-            if pending and not decodes and (pending_bytes >= DECODE_MIN_BYTES or not remaining):
+        unseen = set(fetches)
+
+        def take(finished: asyncio.Future[Any]) -> None:
+            if finished in decodes:
+                decodes.discard(finished)
+                results.append(finished.result())
+                return
+            if finished not in unseen:
+                return
+            unseen.discard(finished)
+            node = fetches[finished].node
+            body, reason, seconds = finished.result()
+            if reason is not None:
+                out.failures[node] = reason
+                return
+            out.request_seconds[node] = seconds
+            out.bytes += len(body)
+            if body[:64].lstrip()[:1] != b"{":
+                out.failures[node] = f"not JSON: body starts {bytes(body[:40])!r}"
+                return
+            pending.append((node, body))
+
+        def decode_some() -> None:
+            nonlocal pending
+            if pending and not decodes and (sum(len(b) for _, b in pending) >= DECODE_MIN_BYTES or not unseen):
                 future = loop.run_in_executor(self._executor, self._decode_batch, pending, now)
+                future.add_done_callback(arrived.put_nowait)
                 decodes.add(future)
-                waiting.add(future)
-                pending, pending_bytes = [], 0
-        late = [task for task in fetches if not task.done()]
-        for task in late:
-            task.cancel()
-            out.failures[fetches[task].node] = "deadline"
-        await asyncio.gather(*late, return_exceptions=True)
+                pending = []
+
+        try:
+            async with asyncio.timeout_at(deadline):
+                while unseen:
+                    take(await arrived.get())
+                    decode_some()
+        except TimeoutError:
+            pass
+        for task in list(unseen):
+            if task.done():  # finished at the deadline, its callback not run yet
+                take(task)
+            else:
+                task.cancel()
+                unseen.discard(task)
+                out.failures[fetches[task].node] = "deadline"
+        await asyncio.gather(*fetches, return_exceptions=True)
         if pending:  # arrived while the last decode ran, or just before the deadline
             results.append(await loop.run_in_executor(self._executor, self._decode_batch, pending, now))
-        for decode in decodes:
+        for decode in list(decodes):
             results.append(await decode)
         for result in results:
             for error in result.errors:
@@ -236,6 +246,38 @@ class KubeletScraper:
         out.batch = parts[0] if len(parts) == 1 else await loop.run_in_executor(self._executor, concat_batches, parts)
         out.partial = any(reason != "not ready" for reason in out.failures.values())
         return out
+
+    def _client(self, connections: int) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=300)
+        timeout = httpx.Timeout(self.config.timeout)
+        return httpx.AsyncClient(
+            verify=self._ssl, limits=limits, timeout=timeout, headers={"Accept": "application/json"}
+        )
+
+    async def _routes(self, targets: list[Target]) -> list[tuple[httpx.AsyncClient, asyncio.Semaphore]]:
+        """(pool, concurrency gate) per target; direct mode keeps each node in the same pool."""
+        if self._shards:
+            gates = [asyncio.Semaphore(n) for n in self._slots]
+            return [(self._shards[i % len(gates)], gates[i % len(gates)]) for i in range(len(targets))]
+        wanted = {t.node for t in targets}
+        for node in [n for n in self._pool_of if n not in wanted]:  # nodes gone: free their slots
+            pool = self._pool_of.pop(node)
+            self._members[pool].discard(node)
+            if not self._members[pool]:
+                del self._members[pool]
+                await pool.aclose()
+        open_pools = [p for p, nodes in self._members.items() if len(nodes) < SHARD_CONNECTIONS]
+        for node in wanted - self._pool_of.keys():
+            if not open_pools:
+                open_pools.append(self._client(SHARD_CONNECTIONS))
+                self._members[open_pools[-1]] = set()
+            pool = open_pools[-1]
+            self._pool_of[node] = pool
+            self._members[pool].add(node)
+            if len(self._members[pool]) >= SHARD_CONNECTIONS:
+                open_pools.pop()
+        gate = asyncio.Semaphore(self._gate_size)
+        return [(self._pool_of[t.node], gate) for t in targets]
 
     def _decode_batch(self, arrived: list[tuple[str, bytes]], now: datetime) -> DecodeResult:
         if not self._decode:
@@ -269,8 +311,9 @@ class KubeletScraper:
 
     async def aclose(self) -> None:
         """Close pooled connections and the decode thread."""
-        for client in self._clients:
+        for client in [*self._shards, *self._members]:
             await client.aclose()
+        self._shards, self._members, self._pool_of = [], {}, {}
         self._executor.shutdown(wait=True)
 
 
