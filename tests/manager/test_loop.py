@@ -8,8 +8,25 @@ from datetime import timedelta
 import polars as pl
 
 from heapster_columnar.manager.build import RunConfig, build
+from heapster_columnar.manager.loop import WindowOutcome
 from heapster_columnar.simulator.cluster import SimulatedCluster
 from heapster_columnar.simulator.spec import ClusterSpec, FaultSpec
+
+
+def collect(cluster: SimulatedCluster, *, windows: int) -> list[WindowOutcome]:
+    """Run the real collector (5 s windows) against ``cluster`` for ``windows`` windows."""
+    config = RunConfig(source=cluster.source_uri, resolution=timedelta(seconds=5), offset=timedelta(seconds=1))
+
+    async def run() -> list[WindowOutcome]:
+        collector = build(config)
+        assert collector.state.wait_ready(20)
+        try:
+            await collector.manager.run(asyncio.Event(), windows=windows)
+        finally:
+            await collector.aclose()
+        return collector.manager.outcomes
+
+    return asyncio.run(run())
 
 
 def test_rates_requests_and_partial_windows_against_the_simulator() -> None:
@@ -17,18 +34,7 @@ def test_rates_requests_and_partial_windows_against_the_simulator() -> None:
         nodes=6, pods_per_node=4, https=True, token="t0k", kubelet_port=0, faults=FaultSpec.parse("http500=1")
     )
     with SimulatedCluster(spec) as cluster:
-        config = RunConfig(source=cluster.source_uri, resolution=timedelta(seconds=5), offset=timedelta(seconds=1))
-
-        async def collect() -> list:  # type: ignore[type-arg]
-            collector = build(config)
-            assert collector.state.wait_ready(20)
-            try:
-                await collector.manager.run(asyncio.Event(), windows=2)
-            finally:
-                await collector.aclose()
-            return collector.manager.outcomes
-
-        outcomes = asyncio.run(collect())
+        outcomes = collect(cluster, windows=2)
         assert len(outcomes) == 2
         last = outcomes[-1].window
         failed = [i for i, f in cluster.faults.items() if f]
@@ -55,18 +61,7 @@ def test_rates_requests_and_partial_windows_against_the_simulator() -> None:
 def test_restarting_containers_never_give_negative_rates() -> None:
     spec = ClusterSpec(nodes=4, pods_per_node=3, kubelet_port=0, faults=FaultSpec.parse("restart=4:4"))
     with SimulatedCluster(spec) as cluster:
-        config = RunConfig(source=cluster.source_uri, resolution=timedelta(seconds=5), offset=timedelta(seconds=1))
-
-        async def collect() -> list:  # type: ignore[type-arg]
-            collector = build(config)
-            assert collector.state.wait_ready(20)
-            try:
-                await collector.manager.run(asyncio.Event(), windows=3)
-            finally:
-                await collector.aclose()
-            return collector.manager.outcomes
-
-        outcomes = asyncio.run(collect())
+        outcomes = collect(cluster, windows=3)
     rates = [c for c in ("cpu/usage_rate", "memory/page_faults_rate", "network/rx_rate")]
     seen_null = 0
     for outcome in outcomes[1:]:
