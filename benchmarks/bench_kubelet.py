@@ -18,10 +18,7 @@ import cProfile
 import io
 import os
 import pstats
-import re
 import ssl
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -29,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
+from _simulator import simulator
 
 from heapster_columnar.sources.config import SummarySourceConfig
 from heapster_columnar.sources.kubelet import Collected, KubeletScraper
@@ -104,22 +102,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-kubelet-"))
-    cmd = [sys.executable, "-m", "heapster_columnar", "simulate", "--nodes", str(args.nodes)]
-    cmd += ["--pods-per-node", str(args.pods_per_node), "--kubelet-port", "0", "--workdir", str(workdir)]
-    if args.https:
-        cmd += ["--https", "--token", TOKEN]
-    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert sim.stdout is not None
-        banner = ""
-        while not banner.endswith("\n") or not banner.splitlines()[-1].startswith("--source"):
-            line = sim.stdout.readline()
-            if not line:
-                raise SystemExit(f"simulator exited with {sim.wait()}")
-            banner += line
-        match = re.search(r"API server:\s+(\S+)", banner)
-        assert match
-        api = match.group(1)
+    extra = ["--workdir", str(workdir), *(["--https", "--token", TOKEN] if args.https else [])]
+    with simulator(args.nodes, args.pods_per_node, extra) as sim:
+        api = sim.api_url
         ca = str(workdir / "ca.crt") if args.https else None
         verify = ssl.create_default_context(cafile=ca) if ca else True
         headers = {"Authorization": f"Bearer {TOKEN}"} if args.https else {}
@@ -135,10 +120,9 @@ def main() -> None:
                 f"kubernetes.summary_api:{api}?inClusterConfig=false&kubeletHttps={https}"
                 f"&kubeletMode={mode}&concurrency={args.concurrency}&timeout=60&deadline=120"
             )
-            print(asyncio.run(_measure(config, api, ca, nodes, args.windows, sim.pid, args.profile)), flush=True)
-    finally:
-        sim.terminate()
-        sim.wait()
+            print(
+                asyncio.run(_measure(config, api, ca, nodes, args.windows, sim.process.pid, args.profile)), flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from _simulator import simulator
 
 from heapster_columnar.sources.summary import decode_summaries
 
@@ -61,35 +59,10 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    cmd = [
-        sys.executable,
-        "-m",
-        "heapster_columnar",
-        "simulate",
-        "--nodes",
-        str(args.nodes),
-        "--pods-per-node",
-        str(args.pods_per_node),
-        "--kubelet-port",
-        "0",
-    ]
     started = time.perf_counter()
-    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert sim.stdout is not None
-        banner = ""
-        while not banner.endswith("\n") or not banner.splitlines()[-1].startswith("--source"):
-            line = sim.stdout.readline()
-            if not line:
-                raise SystemExit(f"simulator exited with {sim.wait()}")
-            banner += line
-        print(f"start-up: {time.perf_counter() - started:.1f} s until the --source line ({banner.splitlines()[0]})")
-        match = re.search(r"API server:\s+(\S+)", banner)
-        assert match
-        asyncio.run(_scrape(match.group(1), args.scrapes, sim.pid, args.concurrency))
-    finally:
-        sim.terminate()
-        sim.wait()
+    with simulator(args.nodes, args.pods_per_node) as sim:
+        print(f"start-up: {time.perf_counter() - started:.1f} s until the --source line ({sim.banner.splitlines()[0]})")
+        asyncio.run(_scrape(sim.api_url, args.scrapes, sim.process.pid, args.concurrency))
 
 
 if __name__ == "__main__":
