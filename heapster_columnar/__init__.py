@@ -6,6 +6,12 @@ table, the error tree, and the simulator's ClusterSpec / SimulatedCluster.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from heapster_columnar import _allocator
+
+_allocator.configure()  # before anything imports Polars
+
+# ruff: noqa: E402 (the allocator must be configured before these imports load Polars)
+
 from heapster_columnar.errors import (
     ConfigError,
     HeapsterColumnarError,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from heapster_columnar.model import catalogue
 from heapster_columnar.model.catalogue import Kind
@@ -117,39 +119,43 @@ def _sums(containers: pl.DataFrame, metrics: Sequence[str], carried: Sequence[st
     )
 
 
-def _pod_custom_metrics(labeled: pl.DataFrame, entities: pl.DataFrame) -> pl.DataFrame:
-    """``custom/*`` metrics of containers summed into their pods, unless the pod reported its own."""
-    if labeled.height == 0:
+def _pod_custom_metrics(labeled: pa.Table, entities: pl.DataFrame) -> pa.Table:
+    """``custom/*`` metrics of containers summed into their pods, unless the pod reported its own.
+    Only the custom rows leave Arrow (the filesystem rows, millions of them, are never copied)."""
+    if labeled.num_rows == 0:
         return labeled
-    # look at the few distinct metric names, not at a million filesystem rows
-    names = labeled.get_column("metric").unique().cast(pl.String)
-    custom_names = names.filter(names.str.starts_with(catalogue.CUSTOM_PREFIX))
-    if custom_names.len() == 0:
+    # look at the few distinct metric names (the dictionary), not at millions of rows
+    names = pc.unique(labeled.column("metric")).dictionary_decode()
+    custom_names = pc.filter(names, pc.starts_with(names, catalogue.CUSTOM_PREFIX))
+    if len(custom_names) == 0:
         return labeled
+    custom_rows = labeled.filter(pc.is_in(labeled.column("metric"), value_set=custom_names))
+    frame = pl.from_arrow(custom_rows.select(["entity", "metric", "value"]))
+    assert isinstance(frame, pl.DataFrame)
     rows = entities.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("entity"), "type", *POD_KEY)
-    custom = labeled.filter(pl.col("metric").cast(pl.String).is_in(custom_names.implode())).join(
-        rows, on="entity", how="inner"
-    )
-    if custom.height == 0:
-        return labeled
+    custom = frame.with_columns(pl.col("metric").cast(pl.String)).join(rows, on="entity", how="inner")
     pod_rows = rows.filter(pl.col("type") == POD).unique(subset=list(POD_KEY), keep="first")
     from_containers = (
         custom.filter(pl.col("type") == CONTAINER)
-        .group_by([*POD_KEY, pl.col("metric").cast(pl.String)], maintain_order=True)
+        .group_by([*POD_KEY, "metric"], maintain_order=True)
         .agg(pl.col("value").sum())
         .join(pod_rows.select("entity", *POD_KEY), on=list(POD_KEY), how="inner")
     )
-    own = custom.filter(pl.col("type") == POD).select("entity", pl.col("metric").cast(pl.String))
+    own = custom.filter(pl.col("type") == POD).select("entity", "metric")
     new = from_containers.join(own, on=["entity", "metric"], how="anti")
     if new.height == 0:
         return labeled
-    appended = new.select(
-        "entity",
-        pl.col("metric").cast(labeled.schema["metric"]),
-        pl.lit(None, pl.Int64).alias("value_int"),
-        pl.col("value"),
-    )
-    return pl.concat([labeled, appended], how="diagonal_relaxed")
+    appended = new.select("entity", "metric", pl.lit(None, pl.Int64).alias("value_int"), "value").to_arrow()
+    return pa.concat_tables([labeled, _shape_like(appended, labeled.schema)])
+
+
+def _shape_like(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``rows`` with every column of ``schema`` (null where absent) in its types and order."""
+    columns = [
+        rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 class NamespaceAggregator:

@@ -94,7 +94,7 @@ def test_custom_metrics_of_containers_sum_into_pods() -> None:
         {"entity": 3, "metric": "custom/qps", "value": 10.0},  # p2 reports its own: kept
     ]
     out = run(make_frames(rows, labeled=labeled), PodAggregator())
-    got = sorted((r["entity"], r["metric"], r["value"]) for r in out.labeled.to_dicts())
+    got = sorted((r["entity"], r["metric"], r["value"]) for r in out.labeled.to_pylist())
     assert got == [
         (0, "custom/qps", 3.5),
         (1, "custom/qps", 1.5),

@@ -272,7 +272,7 @@ def run_pipeline(s: Scenario) -> list[dict[str, Any]]:
     window = pipeline.process(make_frames(entities, labeled=labeled).to_batch(), T0, dims)
     assert window.failures == ()
     out = [{k: v for k, v in r.items() if v is not None} for r in window.frames.entities.to_dicts()]
-    for r in window.frames.labeled.to_dicts():
+    for r in window.frames.labeled.to_pylist():
         if r["metric"].startswith(CUSTOM):
             assert r["metric"] not in out[r["entity"]], ("two values", r)
             out[r["entity"]][r["metric"]] = r["value"]

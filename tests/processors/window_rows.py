@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
 from heapster_columnar.model.batch import MetricBatch
 from heapster_columnar.model.schema import LABELED_SCHEMA, entity_schema
@@ -31,10 +32,7 @@ def make_frames(
         {"entity": r["entity"], "metric": r["metric"], "value_int": r.get("value_int"), "value": r["value"]}
         for r in labeled
     ]
-    labeled_frame = base.labeled
-    if labeled_rows:
-        new = pl.DataFrame(labeled_rows).with_columns(pl.col("metric").cast(base.labeled.schema["metric"]))
-        labeled_frame = pl.concat([base.labeled, new], how="diagonal_relaxed")
+    labeled_frame = pa.Table.from_pylist(labeled_rows, schema=LABELED_SCHEMA)
     return Frames(timestamp, entities, labeled_frame)
 
 
