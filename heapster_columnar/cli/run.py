@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     if any(s.split(":")[0] == "log" for s in config.sinks):
         logging.getLogger("heapster_columnar.sinks.log").setLevel(logging.INFO)
+    manager_log = logging.getLogger("heapster_columnar.manager")
+    if manager_log.getEffectiveLevel() > logging.INFO:  # windows and shutdown are worth a line each
+        manager_log.setLevel(logging.INFO)
     return asyncio.run(_collect(config, args.windows))
 
 

@@ -107,6 +107,8 @@ class Manager:
                 task.add_done_callback(tasks.discard)
                 started += 1
             if tasks:
+                if stop.is_set():
+                    log.info("stopping: finishing %d window(s) in progress", len(tasks))
                 await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             for sink in self.sinks:
@@ -114,6 +116,7 @@ class Manager:
                     await asyncio.to_thread(sink.close)
                 except Exception:
                     log.exception("closing sink %s failed", sink.name)
+            log.info("stopped after %d window(s); sinks closed", started)
 
     async def _window_task(self, start: datetime, end: datetime) -> None:
         try:
@@ -129,6 +132,7 @@ class Manager:
     async def run_window(self, start: datetime, end: datetime) -> WindowOutcome:
         """Scrape, process and write one window ``[start, end)`` now."""
         t = self.telemetry
+        log.info("window %s: collecting", end.isoformat())
         dimensions = await asyncio.to_thread(self.dimensions)  # a rebuild at 150 k pods takes seconds
         loop = asyncio.get_running_loop()
         scrape_started = time.perf_counter()

@@ -90,8 +90,11 @@ def _churn(document: dict[str, Any], period: float, now: float, seed: int) -> No
     node = document["node"]["nodeName"]
     for slot, pod in enumerate(pods):
         replaced = generation - (generation - slot) % len(pods)  # last generation that hit this slot
-        born, old = replaced * period, seconds_of(pod["startTime"])
+        old = seconds_of(pod["startTime"])
         sample = seconds_of((pod.get("cpu") or pod["containers"][0]["cpu"])["time"])
+        while replaced * period >= sample and replaced > 0:  # the kubelet's sample lags the clock:
+            replaced -= len(pods)  # it still shows the pod of the slot's previous replacement
+        born = replaced * period
         if not old < born < sample:
             continue
         digest = hashlib.blake2b(f"{seed}/{node}/{slot}/{replaced}".encode(), digest_size=8).digest()

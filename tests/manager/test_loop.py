@@ -73,3 +73,30 @@ def test_restarting_containers_never_give_negative_rates() -> None:
         # every first container restarts every 4 s: across a 5 s window its counter start moved
         seen_null += containers.filter(pl.col("cpu/usage_rate").is_null()).height
     assert seen_null > 0
+
+
+def test_a_pod_deleted_between_windows_disappears() -> None:
+    """Churn replaces one pod per node every 5 s (DELETED then ADDED in the API, a new pod at the
+    kubelet): a replaced pod is gone from the next windows, no placeholder stands in for it, and the
+    new pod is enriched from the API like the others."""
+    spec = ClusterSpec(nodes=3, pods_per_node=3, kubelet_port=0, faults=FaultSpec.parse("churn=3:5"))
+    with SimulatedCluster(spec) as cluster:
+        outcomes = collect(cluster, windows=4)
+    windows = []
+    for outcome in outcomes:
+        entities = pl.from_arrow(outcome.window.batch.entities)
+        assert isinstance(entities, pl.DataFrame)
+        windows.append(entities.filter(pl.col("type") == "pod"))
+    names = [set(w["pod_name"].to_list()) for w in windows]
+    gone = names[0] - names[-1]
+    assert gone, "churn replaced no pod in 20 s"
+    for k in range(1, len(names)):
+        left = names[k - 1] - names[k]
+        assert all(not left & later for later in names[k:]), f"a pod deleted before window {k} came back"
+    for pods in windows:
+        # exactly the kubelet's pods on every node: no stale placeholder for a deleted API pod
+        assert pods.group_by("nodename").len()["len"].to_list() == [spec.pods_per_node] * spec.nodes
+    last = windows[-1]
+    new = last.filter(~pl.col("pod_name").is_in(list(names[0])))
+    assert new.height > 0
+    assert new["cpu/request"].null_count() == 0 and new["labels"].null_count() == 0
