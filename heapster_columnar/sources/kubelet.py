@@ -12,6 +12,7 @@ network work; a broken node costs only its own rows. Every failure is a short re
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import ssl
@@ -27,10 +28,13 @@ import pyarrow as pa
 
 from heapster_columnar.errors import ConfigError
 from heapster_columnar.model.batch import MetricBatch, concat_batches
+from heapster_columnar.sources import _network
 from heapster_columnar.sources.config import SummarySourceConfig
 from heapster_columnar.sources.summary import DecodeResult, decode_summaries
 
 __all__ = ["Collected", "KubeletScraper", "Target"]
+
+log = logging.getLogger(__name__)
 
 SPREAD_PER_NODE = 0.008  # Heapster: random start delay in [0, min(8 ms x sources, 4 s))
 SPREAD_MAX = 4.0
@@ -249,10 +253,11 @@ class KubeletScraper:
 
     def _client(self, connections: int) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=300)
+        transport = httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits)
+        if not _network.install(transport):
+            log.warning("httpx changed: scraping without the cached-socket backend (slower, still correct)")
         timeout = httpx.Timeout(self.config.timeout)
-        return httpx.AsyncClient(
-            verify=self._ssl, limits=limits, timeout=timeout, headers={"Accept": "application/json"}
-        )
+        return httpx.AsyncClient(transport=transport, timeout=timeout, headers={"Accept": "application/json"})
 
     async def _routes(self, targets: list[Target]) -> list[tuple[httpx.AsyncClient, asyncio.Semaphore]]:
         """(pool, concurrency gate) per target; direct mode keeps each node in the same pool."""
