@@ -94,7 +94,7 @@ def build(config: RunConfig, *, telemetry: Telemetry | None = None) -> Collector
     keys = settings.api_key or {}  # the client keeps it as "BearerToken" (kubeconfig) or "authorization"
     bearer = keys.get("BearerToken") or keys.get("authorization") or ""
     token = bearer.removeprefix("Bearer ").strip() or None
-    state = ClusterState(api)
+    state = ClusterState(api, host_id_annotation=source.host_id_annotation)
     scraper = KubeletScraper(source, api_url=settings.host, api_token=token, ca_file=settings.ssl_ca_cert)
     telemetry = telemetry or Telemetry()
     manager = Manager(

@@ -62,8 +62,12 @@ NODES_SCHEMA = pa.schema(
         pa.field("name", pa.string(), nullable=False),
         pa.field("uid", pa.string()),
         pa.field("hostname", pa.string()).with_metadata({"doc": "address of type Hostname, else the name"}),
-        pa.field("host_id", pa.string()).with_metadata({"doc": "spec.externalID (Heapster's host_id)"}),
-        pa.field("internal_ip", pa.string()),
+        pa.field("host_id", pa.string()).with_metadata(
+            {"doc": "spec.externalID, else the host_id_annotation annotation (Heapster's host_id)"}
+        ),
+        pa.field("address", pa.string()).with_metadata(
+            {"doc": "the first InternalIP that is an IP address, else the first such ExternalIP (Heapster's choice)"}
+        ),
         pa.field("kubelet_port", pa.int32()).with_metadata({"doc": "status.daemonEndpoints.kubeletEndpoint.Port"}),
         pa.field("ready", pa.bool_()),
         pa.field("unschedulable", pa.bool_()),

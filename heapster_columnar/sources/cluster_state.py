@@ -42,11 +42,14 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 KINDS = ("nodes", "pods", "namespaces")
-_BUILD: dict[str, Callable[[list[Obj]], tuple[pa.Table, ...]]] = {
-    "nodes": lambda objs: (nodes_table(objs),),
-    "pods": pods_tables,
-    "namespaces": lambda objs: (namespaces_table(objs),),
-}
+
+
+def _builders(host_id_annotation: str) -> dict[str, Callable[[list[Obj]], tuple[pa.Table, ...]]]:
+    return {
+        "nodes": lambda objs: (nodes_table(objs, host_id_annotation=host_id_annotation),),
+        "pods": pods_tables,
+        "namespaces": lambda objs: (namespaces_table(objs),),
+    }
 
 
 class _CollectorPause:
@@ -108,7 +111,8 @@ class ClusterState:
     closes it. ``watch_timeout`` (s) is the server-side length of one watch, ``request_timeout``
     (s) bounds connecting and each read of a list, ``backoff``/``max_backoff`` (s) the waits before
     retries, ``page_size`` pages lists with ``limit``/``continue`` (None: one request served from
-    the API server's watch cache, as client-go's first list is).
+    the API server's watch cache, as client-go's first list is). ``host_id_annotation``: the
+    source option of that name (see ``nodes_table``).
     """
 
     def __init__(
@@ -120,7 +124,9 @@ class ClusterState:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         page_size: int | None = None,
+        host_id_annotation: str = "",
     ) -> None:
+        self._build = _builders(host_id_annotation)
         self.watch_timeout, self.request_timeout = watch_timeout, request_timeout
         self.backoff, self.max_backoff, self.page_size = backoff, max_backoff, page_size
         v1: Any = client.CoreV1Api(api)  # its methods are typed as bare ``function``
@@ -210,7 +216,7 @@ class ClusterState:
                         continue
                     objects = list(kind.objects.values())
                 try:
-                    self._tables[kind.name] = _BUILD[kind.name](objects)
+                    self._tables[kind.name] = self._build[kind.name](objects)
                     rebuilt = True
                 except PayloadError as exc:
                     self._failed(f"{kind.name}: cannot convert: {exc}")

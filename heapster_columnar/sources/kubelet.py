@@ -149,7 +149,7 @@ class KubeletScraper:
     def targets(self, nodes: pa.Table) -> tuple[list[Target], dict[str, str]]:
         """(targets, skipped node → reason) from a NODES_SCHEMA table."""
         names = nodes.column("name").to_pylist()
-        ips = nodes.column("internal_ip").to_pylist()
+        ips = nodes.column("address").to_pylist()
         ports = nodes.column("kubelet_port").to_pylist()
         ready = nodes.column("ready").to_pylist()
         scheme = "https" if self.config.kubelet_https else "http"
@@ -161,7 +161,7 @@ class KubeletScraper:
             elif self.config.kubelet_mode == "proxy":
                 targets.append(Target(name, f"{self._api_url}/api/v1/nodes/{quote(name, safe='')}/proxy/stats/summary"))
             elif not ip:
-                skipped[name] = "no InternalIP address"
+                skipped[name] = "no InternalIP or ExternalIP address"
             elif not (port := self.config.kubelet_port or port):
                 skipped[name] = "no kubelet port (daemonEndpoints empty; set kubeletPort)"
             else:

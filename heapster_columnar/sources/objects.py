@@ -61,7 +61,7 @@ _POD = pa.struct(
 _NAMESPACE = pa.struct([("metadata", _METADATA)])
 _NODE = pa.struct(
     [
-        ("metadata", _METADATA),
+        ("metadata", pa.struct([*_METADATA, ("annotations", _QUANTITIES)])),
         ("spec", pa.struct([("externalID", _S), ("unschedulable", pa.bool_())])),
         (
             "status",
@@ -144,8 +144,14 @@ def namespaces_table(namespaces: Sequence[Mapping[str, Any]]) -> pa.Table:
     )
 
 
-def nodes_table(nodes: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """NODES_SCHEMA table of the given Node objects."""
+# an IPv4 dotted quad or an IPv6 address (hex groups and colons, maybe a dotted tail); Heapster
+# skipped addresses net.ParseIP rejects (a DNS name in an InternalIP, say)
+_IP_ADDRESS = r"^(\d{1,3}\.){3}\d{1,3}$|^[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}(:(\d{1,3}\.){3}\d{1,3})?$"
+
+
+def nodes_table(nodes: Sequence[Mapping[str, Any]], *, host_id_annotation: str = "") -> pa.Table:
+    """NODES_SCHEMA table of the given Node objects; ``host_id_annotation`` is the source option of
+    that name (the annotation giving ``host_id`` where ``spec.externalID`` is empty)."""
     objects = _convert(nodes, _NODE, "nodes")
     name = _required(objects, "metadata.name", "nodes")
     count = len(objects)
@@ -156,7 +162,9 @@ def nodes_table(nodes: Sequence[Mapping[str, Any]]) -> pa.Table:
     kind, address = pc.struct_field(addresses, "type"), pc.struct_field(addresses, "address")
     usable = pc.greater(pc.binary_length(address), 0)
     hostname = _pick(count, node, address, pc.and_(pc.equal(kind, "Hostname"), usable), last=True)
-    internal_ip = _pick(count, node, address, pc.and_(pc.equal(kind, "InternalIP"), usable), last=False)
+    is_ip = pc.match_substring_regex(address, _IP_ADDRESS)
+    internal_ip = _pick(count, node, address, pc.and_(pc.equal(kind, "InternalIP"), is_ip), last=False)
+    external_ip = _pick(count, node, address, pc.and_(pc.equal(kind, "ExternalIP"), is_ip), last=False)
 
     conditions_lists = _field(objects, "status.conditions")
     conditions = pc.list_flatten(conditions_lists)
@@ -169,14 +177,18 @@ def nodes_table(nodes: Sequence[Mapping[str, Any]]) -> pa.Table:
         last=False,
     )
     external_id = _field(objects, "spec.externalID")
+    host_id = pc.if_else(pc.equal(external_id, ""), pa.scalar(None, _S), external_id)
+    if host_id_annotation:
+        annotations = _Quantities(_field(objects, "metadata.annotations"), "nodes", name, "metadata.annotations")
+        host_id = pc.coalesce(host_id, annotations.text(host_id_annotation))
     capacity = _Quantities(_field(objects, "status.capacity"), "nodes", name, "status.capacity")
     allocatable = _Quantities(_field(objects, "status.allocatable"), "nodes", name, "status.allocatable")
     columns = {
         "name": name,
         "uid": _field(objects, "metadata.uid"),
         "hostname": pc.coalesce(hostname, name),
-        "host_id": pc.if_else(pc.equal(external_id, ""), pa.scalar(None, _S), external_id),
-        "internal_ip": internal_ip,
+        "host_id": host_id,
+        "address": pc.coalesce(internal_ip, external_ip),
         "kubelet_port": _field(objects, "status.daemonEndpoints.kubeletEndpoint.Port"),
         "ready": ready,
         "unschedulable": _field(objects, "spec.unschedulable").fill_null(False),  # omitempty: absent = false
@@ -214,6 +226,12 @@ class _Quantities:
         selected = pc.equal(self.keys, key).fill_null(False)
         rows = self.rows[selected.to_numpy(zero_copy_only=False)]
         return _scatter(self.count, rows, self._parse(selected, milli=milli), last=True)
+
+    def text(self, key: str) -> pa.StringArray:
+        """The unparsed value of ``key`` per row (annotations); null where absent or empty."""
+        selected = pc.and_(pc.equal(self.keys, key), pc.greater(pc.binary_length(self.values), 0)).fill_null(False)
+        rows = self.rows[selected.to_numpy(zero_copy_only=False)]
+        return _scatter(self.count, rows, self.values.filter(selected), last=True)
 
     def others(self, *, exclude: list[str]) -> pa.MapArray:
         """map<string, int64> per row of every key not in ``exclude`` (``Value()``); empty, never null."""

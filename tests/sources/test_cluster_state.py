@@ -73,7 +73,7 @@ def test_snapshot_holds_every_object(cluster: SimulatedCluster, state: ClusterSt
 
     nodes = {r["name"]: r for r in dims.nodes.to_pylist()}
     for index in (0, 7, 11):
-        assert nodes[node_name(index)]["internal_ip"] == kubelet_ip(index)
+        assert nodes[node_name(index)]["address"] == kubelet_ip(index)
         assert nodes[node_name(index)]["kubelet_port"] == cluster.fleet.ports[index]
         assert nodes[node_name(index)]["ready"] is True
     assert {r["name"] for r in dims.namespaces.to_pylist()} >= {"default", "kube-system"}

@@ -118,7 +118,7 @@ def test_minikube_node(kubelet_data: Path) -> None:
     assert nodes.schema.equals(NODES_SCHEMA, check_metadata=True)
     node = rows(nodes)["datagen-1-28"]
     assert node["uid"] == "be36d1b8-7c62-437a-9a02-8a70fe647ed3"
-    assert (node["hostname"], node["internal_ip"], node["kubelet_port"]) == ("datagen-1-28", "192.168.49.2", 10250)
+    assert (node["hostname"], node["address"], node["kubelet_port"]) == ("datagen-1-28", "192.168.49.2", 10250)
     assert (node["ready"], node["unschedulable"], node["host_id"]) == (True, False, None)
     assert (node["capacity_cpu"], node["allocatable_cpu"]) == (6000, 6000)
     assert node["capacity_memory"] == 8039664 * KI
@@ -265,10 +265,10 @@ def test_odd_nodes() -> None:
     ]
     nodes = rows(nodes_table(objects))
     bare = nodes["bare"]
-    assert (bare["hostname"], bare["internal_ip"], bare["ready"], bare["unschedulable"]) == ("bare", None, None, False)
+    assert (bare["hostname"], bare["address"], bare["ready"], bare["unschedulable"]) == ("bare", None, None, False)
     assert (bare["kubelet_port"], bare["capacity_cpu"], bare["allocatable_memory"]) == (None, None, None)
     busy = nodes["busy"]
-    assert (busy["hostname"], busy["internal_ip"]) == ("last", "10.0.0.1")
+    assert (busy["hostname"], busy["address"]) == ("last", "10.0.0.1")
     assert (busy["host_id"], busy["unschedulable"], busy["ready"]) == ("i-123", True, False)
     assert (busy["capacity_cpu"], busy["capacity_memory"], busy["allocatable_cpu"]) == (64000, 256 << 30, 63500)
     assert busy["capacity_ephemeral_storage"] is None
@@ -313,3 +313,33 @@ def test_bad_nodes_raise_payload_errors() -> None:
         nodes_table([node(status={"allocatable": {"memory": "1 GB"}})])
     with pytest.raises(PayloadError, match=r"namespaces: item 0 has no metadata\.name"):
         namespaces_table([{"metadata": {"uid": "x"}}])
+
+
+def test_address_is_an_internal_ip_else_an_external_one() -> None:
+    """Heapster's choice: the first InternalIP that parses as an IP, else the first such ExternalIP."""
+
+    def addresses(*pairs: tuple[str, str]) -> dict[str, Any]:
+        return {"addresses": [{"type": kind, "address": address} for kind, address in pairs]}
+
+    objects = [
+        node("v6", status=addresses(("ExternalIP", "203.0.113.9"), ("InternalIP", "fd00::1"))),
+        node("dns-name", status=addresses(("InternalIP", "node-7.internal"), ("ExternalIP", "203.0.113.7"))),
+        node("external", status=addresses(("Hostname", "h"), ("ExternalIP", "nope"), ("ExternalIP", "198.51.100.1"))),
+        node("none", status=addresses(("Hostname", "h"), ("InternalDNS", "10.0.0.9"))),
+    ]
+    got = {name: row["address"] for name, row in rows(nodes_table(objects)).items()}
+    assert got == {"v6": "fd00::1", "dns-name": "203.0.113.7", "external": "198.51.100.1", "none": None}
+
+
+def test_host_id_from_the_annotation_only_where_external_id_is_empty() -> None:
+    key = "example.com/host-id"
+    objects = [
+        {"metadata": {"name": "a", "annotations": {key: "host-a"}}, "spec": {"externalID": ""}},
+        {"metadata": {"name": "b", "annotations": {key: "host-b"}}, "spec": {"externalID": "i-b"}},
+        {"metadata": {"name": "c", "annotations": {"other": "x"}}},
+        {"metadata": {"name": "d"}},
+    ]
+    with_option = {n: r["host_id"] for n, r in rows(nodes_table(objects, host_id_annotation=key)).items()}
+    assert with_option == {"a": "host-a", "b": "i-b", "c": None, "d": None}
+    without = {n: r["host_id"] for n, r in rows(nodes_table(objects)).items()}
+    assert without == {"a": None, "b": "i-b", "c": None, "d": None}
