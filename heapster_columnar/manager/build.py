@@ -11,19 +11,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from heapster_columnar.config.uri import parse_uri
-from heapster_columnar.errors import ConfigError
 from heapster_columnar.manager.clock import check_resolution
 from heapster_columnar.manager.loop import Manager
 from heapster_columnar.model.labels import LabelCopier
 from heapster_columnar.processors.chain import Pipeline
 from heapster_columnar.sinks.base import Sink
-from heapster_columnar.sinks.log import LogSink
 from heapster_columnar.sinks.memory import MemorySink
+from heapster_columnar.sinks.registry import build_sink
 from heapster_columnar.sources.config import SummarySourceConfig
 from heapster_columnar.telemetry import Telemetry
-
-SINK_KINDS = ("log", "memory")  # the durable sinks (parquet, duckdb, influxdb) come with their issue
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,17 +49,6 @@ class Collector:
     async def aclose(self) -> None:
         await self.scraper.aclose()
         self.state.close()
-
-
-def build_sink(text: str) -> Sink:
-    uri = parse_uri(text) if ":" in text else parse_uri(f"{text}:")
-    if uri.kind not in SINK_KINDS:
-        raise ConfigError(
-            f"--sink {text!r}: unknown sink kind {uri.kind!r} (available: {', '.join(SINK_KINDS)}; "
-            "parquet, duckdb and influxdb are not built yet)"
-        )
-    uri.check(())
-    return LogSink() if uri.kind == "log" else MemorySink()
 
 
 def check(config: RunConfig) -> tuple[SummarySourceConfig, list[Sink], LabelCopier]:

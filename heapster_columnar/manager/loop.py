@@ -176,7 +176,7 @@ class Manager:
         points = to_points(batch, end)
         stage_seconds = {**processed.seconds, "to_points": time.perf_counter() - started}
         nodes = dimensions.nodes.num_rows or len(collected.failures)
-        return Window(start, end, batch, points, nodes, dict(collected.failures), stage_seconds)
+        return Window(start, end, batch, points, nodes, dict(collected.failures), stage_seconds, dimensions)
 
     async def _write(self, sink: Sink, window: Window) -> WriteResult:
         started = time.perf_counter()

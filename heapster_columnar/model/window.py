@@ -9,6 +9,7 @@ from datetime import datetime
 import pyarrow as pa
 
 from heapster_columnar.model.batch import MetricBatch
+from heapster_columnar.model.dimensions import Dimensions
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,9 @@ class Window:
 
     ``batch`` is the processed entity form (what the APIs query), ``points`` the public long table
     (what sinks write). ``failures`` names every node that contributed nothing and why.
+    ``dimensions`` is the API snapshot the window was enriched with: the same objects window after
+    window until list+watch sees a change (tables are replaced, never mutated), so a sink can tell
+    a change by identity and store the pods/nodes/namespaces tables only then.
     """
 
     start: datetime
@@ -26,6 +30,7 @@ class Window:
     nodes: int  # nodes the window tried to scrape
     failures: Mapping[str, str] = field(default_factory=dict)
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
+    dimensions: Dimensions | None = None
 
     @property
     def partial(self) -> bool:

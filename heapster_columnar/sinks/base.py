@@ -14,7 +14,18 @@ from heapster_columnar.model.window import Window
 
 
 class Sink(Protocol):
-    """``write`` raises :class:`~heapster_columnar.errors.SinkError` (or anything) on failure."""
+    """One destination of windows.
+
+    The contract every sink keeps:
+
+    - built by ``from_uri(uri)`` (a classmethod taking :class:`~heapster_columnar.config.uri.Uri`)
+      that validates every option **without I/O** — ``--sink`` errors are startup errors naming the
+      option — and opens files, databases and connections lazily on the first ``write``;
+    - ``write`` is called from one thread at a time, windows in order; it raises
+      :class:`~heapster_columnar.errors.SinkError` (``retryable=True`` when trying the same window
+      later can work: a server down, a timeout) or anything else on failure;
+    - ``close`` flushes and releases everything; it is called once, at shutdown.
+    """
 
     name: str
 

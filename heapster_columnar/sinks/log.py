@@ -7,6 +7,7 @@ import logging
 
 import pyarrow.compute as pc
 
+from heapster_columnar.config.uri import Uri
 from heapster_columnar.model.window import Window
 
 log = logging.getLogger("heapster_columnar.sinks.log")
@@ -14,6 +15,11 @@ log = logging.getLogger("heapster_columnar.sinks.log")
 
 class LogSink:
     name = "log"
+
+    @classmethod
+    def from_uri(cls, uri: Uri) -> LogSink:
+        uri.check(())
+        return cls()
 
     def write(self, window: Window) -> None:
         types = window.points.column("type")

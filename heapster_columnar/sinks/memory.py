@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from heapster_columnar.config.uri import Uri
 from heapster_columnar.model.window import Window
 
 SERIES_METRICS = ("cpu/usage_rate", "memory/usage", "memory/working_set")
@@ -35,6 +36,11 @@ class MemorySink:
         self._lock = threading.Lock()
         self._windows: deque[Window] = deque()
         self._series: deque[tuple[datetime, pa.Table]] = deque()
+
+    @classmethod
+    def from_uri(cls, uri: Uri) -> MemorySink:
+        uri.check(())
+        return cls()
 
     def write(self, window: Window) -> None:
         metric = window.points.column("metric").cast(pa.string())

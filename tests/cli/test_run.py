@@ -20,7 +20,7 @@ from heapster_columnar.simulator.spec import ClusterSpec, FaultSpec
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--sink=parquet:/tmp/x"], "unknown sink kind 'parquet'"),
+        (["--sink=parket:/tmp/x"], "unknown sink kind 'parket'"),
         (["--sink=log:?level=debug"], "unknown option 'level'"),
         (["--metric_resolution=2s"], "at least 5s"),
         (["--metric-resolution=soon"], "'soon' is not a duration"),

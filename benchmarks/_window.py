@@ -1,0 +1,87 @@
+"""Shared by the sink benchmarks: one processed window of a synthetic cluster (the simulator's
+documents and Pod objects, Heapster's chain, the points table), cached on disk.
+
+Building 5,000 nodes takes ~1 minute (two windows are decoded so the second has rates); the
+points and the API tables are kept as Arrow IPC files under ``$TMPDIR/heapster-bench-window-N``
+so the next benchmark run starts in seconds. The cache is keyed by node and pod counts and this
+package's version; delete the directory to rebuild.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.feather as feather
+
+from heapster_columnar import __version__
+from heapster_columnar.model.batch import MetricBatch
+from heapster_columnar.model.dimensions import Dimensions
+from heapster_columnar.model.points import to_points
+from heapster_columnar.model.window import Window
+from heapster_columnar.processors.chain import Pipeline
+from heapster_columnar.simulator.cluster import prepare_nodes
+from heapster_columnar.simulator.objects import namespace_object, node_object
+from heapster_columnar.simulator.payloads import NodeShape
+from heapster_columnar.sources.objects import namespaces_table, nodes_table, pods_tables
+from heapster_columnar.sources.summary import decode_summaries
+
+AT = int(datetime(2024, 6, 1, tzinfo=UTC).timestamp())
+STEP = 15
+_TABLES = ("points", "entities", "labeled", "pods", "containers", "namespaces", "nodes")
+
+
+def bench_window(nodes: int, pods_per_node: int = 30) -> Window:
+    """The second window (with rates) of ``nodes`` x ``pods_per_node``, ending at 2024-06-01T00:00:30Z."""
+    cache = Path(tempfile.gettempdir()) / f"heapster-bench-window-{nodes}x{pods_per_node}-{__version__}"
+    if not all((cache / f"{name}.arrow").exists() for name in _TABLES):
+        _build(nodes, pods_per_node, cache)
+    tables = {name: feather.read_table(cache / f"{name}.arrow", memory_map=False) for name in _TABLES}
+    end = datetime.fromtimestamp(AT + 2 * STEP, UTC)
+    dimensions = Dimensions(tables["pods"], tables["containers"], tables["namespaces"], tables["nodes"])
+    batch = MetricBatch(tables["entities"], tables["labeled"])
+    return Window(end - timedelta(seconds=STEP), end, batch, tables["points"], nodes, {}, {}, dimensions)
+
+
+def _build(nodes: int, pods_per_node: int, cache: Path) -> None:
+    print(f"building a {nodes}-node window (cached in {cache})", flush=True)
+    shape = NodeShape(pods_per_node=pods_per_node, memory_wave=False)
+    pods: list[dict[str, Any]] = []
+    templates = []
+    for first in range(0, nodes, 100):
+        for node_pods, template in prepare_nodes(range(first, min(first + 100, nodes)), shape, {}, AT):
+            pods.extend(node_pods)
+            templates.append(template)
+    pod_table, container_table = pods_tables(pods)
+    namespaces = sorted({p["metadata"]["namespace"] for p in pods})
+    created = datetime(2024, 1, 1, tzinfo=UTC)
+    dims = Dimensions(
+        pod_table,
+        container_table,
+        namespaces_table([namespace_object(n, seed=0) for n in namespaces]),
+        nodes_table([node_object(i, shape=shape, port=10250, ready=True, created=created) for i in range(nodes)]),
+    )
+    pipeline = Pipeline.heapster()
+    batch = None
+    for k in (1, 2):
+        second = AT + STEP * k
+        now = datetime.fromtimestamp(second, UTC)
+        decoded = decode_summaries([t.render(second) for t in templates if t is not None], now=now).batch
+        batch = pipeline.process(decoded, now, dims).to_batch()
+    assert batch is not None
+    tables: dict[str, pa.Table] = {
+        "points": to_points(batch, datetime.fromtimestamp(AT + 2 * STEP, UTC)),
+        "entities": batch.entities,
+        "labeled": batch.labeled,
+        "pods": dims.pods,
+        "containers": dims.containers,
+        "namespaces": dims.namespaces,
+        "nodes": dims.nodes,
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        feather.write_feather(table, cache / f".{name}.arrow", compression="uncompressed")
+        (cache / f".{name}.arrow").rename(cache / f"{name}.arrow")
