@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    if args.verbose < 3:  # httpx/httpcore log every request at INFO/DEBUG: 5,000 lines a window
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         result: int = COMMANDS[args.command].run(args)
     except CommandError as exc:
