@@ -44,4 +44,16 @@ class Telemetry:
         self.last_window = Gauge(
             "heapster_columnar_last_window_timestamp_seconds", "End of the newest completed window", registry=r
         )
-        self.queue_depth = Gauge("heapster_columnar_sink_queue_depth", "Windows waiting for sinks", registry=r)
+        self.queue_depth = Gauge(
+            "heapster_columnar_sink_queue_depth", "Windows queued in memory for a sink", ["sink"], registry=r
+        )
+        self.spool_bytes = Gauge(
+            "heapster_columnar_sink_spool_bytes", "Bytes of windows spooled on disk for a sink", ["sink"], registry=r
+        )
+        self.sink_lag_seconds = Histogram(
+            "heapster_columnar_sink_done_seconds",
+            "From the window end to the sink having written it",
+            ["sink"],
+            buckets=_SECONDS,
+            registry=r,
+        )

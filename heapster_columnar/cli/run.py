@@ -13,11 +13,15 @@ import argparse
 import asyncio
 import logging
 import signal
+from pathlib import Path
+
+import pyarrow as pa
 
 from heapster_columnar.cli._errors import CommandError
 from heapster_columnar.errors import ConfigError
-from heapster_columnar.manager.build import RunConfig, build, check
+from heapster_columnar.manager.build import RunConfig, build, check, default_spool_dir
 from heapster_columnar.manager.clock import parse_duration
+from heapster_columnar.model.quantity import parse_quantities
 
 
 def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
@@ -34,7 +38,13 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:  # type
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _flag(parser, "source", required=True, help="kubernetes.summary_api:<url>?<options> (README: source options)")
-    _flag(parser, "sink", action="append", default=[], help="sink URI, repeatable: log, memory")
+    _flag(
+        parser,
+        "sink",
+        action="append",
+        default=[],
+        help="sink URI, repeatable: log, memory, parquet:<dir or URL>, duckdb:<file>, influxdb:<url> (README: sinks)",
+    )
     _flag(parser, "metric_resolution", default="60s", help="window length (>= 5s; Heapster's default 60s)")
     _flag(parser, "scrape_offset", default="5s", help="collect this long after a window ends (Heapster: 5s)")
     _flag(parser, "sink_export_data_timeout", default="20s", help="per-sink time limit for one window")
@@ -42,6 +52,9 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:  # type
     _flag(parser, "store_label", action="append", default=[], help="copy label `name` (or `new=name`), repeatable")
     _flag(parser, "ignore_label", action="append", default=[], help="label key left out of `labels`, repeatable")
     _flag(parser, "disable_metric_sink", action="store_true", help="no in-memory window store")
+    _flag(parser, "spool_dir", default=None, help="where durable sinks keep windows they could not take yet")
+    _flag(parser, "spool_max_size", default="1Gi", help="bound of each sink's spool (Kubernetes quantity: 1Gi, 500M)")
+    _flag(parser, "sink_queue", type=int, default=2, help="windows a durable sink may queue in memory")
     _flag(parser, "windows", type=int, default=None, help="stop after this many windows (scripts, tests)")
 
 
@@ -57,6 +70,9 @@ def config_of(args: argparse.Namespace) -> RunConfig:
             store_labels=[s for arg in args.store_label for s in arg.split(",") if s],
             ignore_labels=[s for arg in args.ignore_label for s in arg.split(",") if s],
             disable_metric_sink=args.disable_metric_sink,
+            spool_dir=Path(args.spool_dir) if args.spool_dir else default_spool_dir(),
+            spool_max_bytes=_size(args.spool_max_size, "--spool_max_size"),
+            sink_queue=args.sink_queue,
         )
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
@@ -90,3 +106,14 @@ async def _collect(config: RunConfig, windows: int | None) -> int:
     finally:
         await collector.aclose()
     return 0
+
+
+def _size(text: str, flag: str) -> int:
+    """A byte count in Kubernetes quantity syntax (``1Gi``, ``500M``, ``1048576``)."""
+    try:
+        value = parse_quantities(pa.array([text.strip()]), milli=False)[0].as_py()
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise ConfigError(f"{flag}: {text!r} is not a positive size (examples: 1Gi, 500M, 1048576)")
+    return int(value)

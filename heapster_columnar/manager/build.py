@@ -6,18 +6,27 @@ or an unusable flag value is a :class:`ConfigError` naming it.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from heapster_columnar.errors import ConfigError
 from heapster_columnar.manager.clock import check_resolution
 from heapster_columnar.manager.loop import Manager
 from heapster_columnar.model.labels import LabelCopier
+from heapster_columnar.model.window import Window
 from heapster_columnar.processors.chain import Pipeline
-from heapster_columnar.sinks.base import Sink
+from heapster_columnar.sinks.base import Sink, WriteResult
+from heapster_columnar.sinks.log import LogSink
 from heapster_columnar.sinks.memory import MemorySink
 from heapster_columnar.sinks.registry import build_sink
+from heapster_columnar.sinks.spool import Spool
+from heapster_columnar.sinks.worker import SinkWorker
 from heapster_columnar.sources.config import SummarySourceConfig
 from heapster_columnar.telemetry import Telemetry
 
@@ -33,6 +42,18 @@ class RunConfig:
     store_labels: Sequence[str] = ()
     ignore_labels: Sequence[str] = ()
     disable_metric_sink: bool = False
+    spool_dir: Path = field(default_factory=lambda: default_spool_dir())
+    spool_max_bytes: int = 1 << 30
+    sink_queue: int = 2  # windows a durable sink may have queued in memory before the spool takes them
+
+
+def default_spool_dir() -> Path:
+    """``$XDG_STATE_HOME/heapster-columnar/spool`` (``~/.local/state/...``): survives restarts."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "heapster-columnar" / "spool"
+
+
+INLINE_SINKS = (MemorySink, LogSink)  # in-process and quick: written before the window is handed on
 
 
 @dataclass(slots=True)
@@ -51,11 +72,15 @@ class Collector:
         self.state.close()
 
 
-def check(config: RunConfig) -> tuple[SummarySourceConfig, list[Sink], LabelCopier]:
+def check(config: RunConfig) -> tuple[SummarySourceConfig, list[tuple[str, Sink]], LabelCopier]:
     """Every option, validated without I/O (the CLI calls this before starting anything)."""
     check_resolution(config.resolution)
+    if config.spool_max_bytes <= 0:
+        raise ConfigError(f"--spool_max_size must be positive, not {config.spool_max_bytes}")
+    if config.sink_queue < 1:
+        raise ConfigError(f"--sink_queue must be at least 1, not {config.sink_queue}")
     source = SummarySourceConfig.from_uri(config.source)
-    sinks = [build_sink(text) for text in config.sinks]
+    sinks = [(text, build_sink(text)) for text in config.sinks]
     labels = LabelCopier(separator=config.label_separator, store=config.store_labels, ignore=config.ignore_labels)
     return source, sinks, labels
 
@@ -64,9 +89,10 @@ def build(config: RunConfig, *, telemetry: Telemetry | None = None) -> Collector
     from heapster_columnar.sources.cluster_state import ClusterState, api_client
     from heapster_columnar.sources.kubelet import KubeletScraper
 
-    source, sinks, labels = check(config)
-    memory = None
-    if not config.disable_metric_sink and not any(isinstance(s, MemorySink) for s in sinks):
+    source, configured, labels = check(config)
+    sinks = [sink for _, sink in configured if isinstance(sink, INLINE_SINKS)]
+    memory = next((s for s in sinks if isinstance(s, MemorySink)), None)
+    if not config.disable_metric_sink and memory is None:
         memory = MemorySink()
         sinks.insert(0, memory)
     api = api_client(
@@ -82,11 +108,15 @@ def build(config: RunConfig, *, telemetry: Telemetry | None = None) -> Collector
     state = ClusterState(api, host_id_annotation=source.host_id_annotation)
     scraper = KubeletScraper(source, api_url=settings.host, api_token=token, ca_file=settings.ssl_ca_cert)
     telemetry = telemetry or Telemetry()
+    workers = [
+        _worker(text, sink, config, telemetry) for text, sink in configured if not isinstance(sink, INLINE_SINKS)
+    ]
     manager = Manager(
         scraper=scraper,
         dimensions=state.snapshot,
         pipeline=Pipeline.heapster(labels),
         sinks=sinks,
+        workers=workers,
         resolution=config.resolution,
         offset=config.offset,
         scrape_deadline=timedelta(seconds=source.deadline),
@@ -94,4 +124,24 @@ def build(config: RunConfig, *, telemetry: Telemetry | None = None) -> Collector
         telemetry=telemetry,
     )
     state.start()
-    return Collector(manager, memory, state, scraper, telemetry, sinks)
+    return Collector(manager, memory, state, scraper, telemetry, [*sinks, *(w.sink for w in workers)])
+
+
+def _worker(text: str, sink: Sink, config: RunConfig, telemetry: Telemetry) -> SinkWorker:
+    """A durable sink on its own thread, with a spool directory of its own (two InfluxDB sinks
+    with different URIs never share one; the same URI after a restart finds its backlog)."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    spool = Spool(config.spool_dir / f"{sink.name}-{digest}", max_bytes=config.spool_max_bytes, sink=sink.name)
+
+    def done(window: Window, result: WriteResult) -> None:
+        if result.ok:
+            telemetry.sink_lag_seconds.labels(sink=sink.name).observe(max(time.time() - window.end.timestamp(), 0))
+
+    return SinkWorker(
+        sink,
+        telemetry=telemetry,
+        spool=spool,
+        queue_size=config.sink_queue,
+        timeout=config.sink_timeout.total_seconds(),
+        on_result=done,
+    )

@@ -26,6 +26,7 @@ from heapster_columnar.model.points import to_points
 from heapster_columnar.model.window import Window
 from heapster_columnar.processors.chain import Pipeline
 from heapster_columnar.sinks.base import Sink, WriteResult
+from heapster_columnar.sinks.worker import SinkWorker
 from heapster_columnar.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,8 @@ class Scraper(Protocol):
 @dataclass(frozen=True, slots=True)
 class WindowOutcome:
     window: Window
-    results: tuple[WriteResult, ...]
-    seconds: float  # window end to all sinks done
+    results: tuple[WriteResult, ...]  # the in-process sinks (memory, log); durable ones report later
+    seconds: float  # window end to the in-process sinks done and the window handed to the others
 
 
 class Manager:
@@ -62,6 +63,7 @@ class Manager:
         pipeline: Pipeline,
         sinks: Sequence[Sink],
         resolution: timedelta,
+        workers: Sequence[SinkWorker] = (),
         offset: timedelta = timedelta(seconds=5),
         scrape_deadline: timedelta = timedelta(seconds=20),
         sink_timeout: timedelta = timedelta(seconds=20),
@@ -70,6 +72,7 @@ class Manager:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.scraper, self.dimensions, self.pipeline, self.sinks = scraper, dimensions, pipeline, tuple(sinks)
+        self.workers = tuple(workers)  # durable sinks, each on its own thread (sinks/worker.py)
         self.resolution, self.offset = resolution, offset
         self.scrape_deadline = min(scrape_deadline, resolution)
         self.sink_timeout = sink_timeout
@@ -116,6 +119,7 @@ class Manager:
                     await asyncio.to_thread(sink.close)
                 except Exception:
                     log.exception("closing sink %s failed", sink.name)
+            await asyncio.gather(*(asyncio.to_thread(w.close, self.sink_timeout.total_seconds()) for w in self.workers))
             log.info("stopped after %d window(s); sinks closed", started)
 
     async def _window_task(self, start: datetime, end: datetime) -> None:
@@ -149,6 +153,8 @@ class Manager:
         for stage, seconds in window.stage_seconds.items():
             t.stage_seconds.labels(processor=stage).observe(seconds)
         results = await asyncio.gather(*(self._write(sink, window) for sink in self.sinks))
+        for worker in self.workers:
+            worker.submit(window)  # never blocks: a slow sink queues or spools
         seconds = self._clock() - end.timestamp()
         t.window_seconds.observe(max(seconds, 0))
         t.windows.inc()
