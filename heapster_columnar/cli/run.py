@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from heapster_columnar.api.server import ApiOptions, create_app, serve
 from heapster_columnar.cli._errors import CommandError
 from heapster_columnar.errors import ConfigError
 from heapster_columnar.manager.build import RunConfig, build, check, default_spool_dir
 from heapster_columnar.manager.clock import parse_duration
 from heapster_columnar.model.quantity import parse_quantities
+from heapster_columnar.sinks.memory import MemorySink
 
 
 def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
@@ -55,6 +57,22 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:  # type
     _flag(parser, "spool_dir", default=None, help="where durable sinks keep windows they could not take yet")
     _flag(parser, "spool_max_size", default="1Gi", help="bound of each sink's spool (Kubernetes quantity: 1Gi, 500M)")
     _flag(parser, "sink_queue", type=int, default=2, help="windows a durable sink may queue in memory")
+    api = parser.add_argument_group("HTTP APIs (health, /metrics, metrics.k8s.io, model API) on one port")
+    api.add_argument(
+        "--heapster-port",
+        "--heapster_port",
+        dest="heapster_port",
+        type=int,
+        default=8082,
+        help="port of every API (Heapster's 8082); 0 picks a free one, -1 serves none",
+    )
+    _flag(api, "listen_ip", default="", help="address to listen on (default: all)")
+    _flag(api, "tls_cert", default=None, help="serve HTTPS with this certificate (with --tls_key)")
+    _flag(api, "tls_key", default=None, help="private key of --tls_cert")
+    _flag(api, "tls_client_ca", default=None, help="require client certificates signed by this CA")
+    _flag(api, "allowed_users", default="", help="comma list of certificate CNs allowed (empty: any verified)")
+    _flag(api, "api_token_file", default=None, help="also accept `Authorization: Bearer <token in this file>`")
+    _flag(api, "healthz_max_age", default="3m", help="/healthz fails when the newest window is older")
     _flag(parser, "windows", type=int, default=None, help="stop after this many windows (scripts, tests)")
 
 
@@ -89,10 +107,31 @@ def run(args: argparse.Namespace) -> int:
     manager_log = logging.getLogger("heapster_columnar.manager")
     if manager_log.getEffectiveLevel() > logging.INFO:  # windows and shutdown are worth a line each
         manager_log.setLevel(logging.INFO)
-    return asyncio.run(_collect(config, args.windows))
+    api = api_options_of(args)
+    return asyncio.run(_collect(config, api, args.windows))
 
 
-async def _collect(config: RunConfig, windows: int | None) -> int:
+def api_options_of(args: argparse.Namespace) -> ApiOptions | None:
+    if args.heapster_port < 0:
+        return None
+    try:
+        options = ApiOptions(
+            listen_ip=args.listen_ip,
+            port=args.heapster_port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            allowed_users=tuple(u.strip() for u in args.allowed_users.split(",") if u.strip()),
+            token_file=args.api_token_file,
+            healthz_max_age=parse_duration(args.healthz_max_age),
+        )
+        options.check()
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    return options
+
+
+async def _collect(config: RunConfig, api: ApiOptions | None, windows: int | None) -> int:
     try:
         collector = build(config)
     except ConfigError as exc:
@@ -101,9 +140,23 @@ async def _collect(config: RunConfig, windows: int | None) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    runner = None
     try:
+        if api is not None:
+            memory = collector.memory or MemorySink()
+            app = create_app(memory, collector.telemetry, api, ready=collector.state.ready)
+            try:
+                runner, port = await serve(app, api)
+            except ConfigError as exc:
+                raise CommandError(str(exc)) from None
+            scheme = "https" if api.tls_cert else "http"
+            logging.getLogger("heapster_columnar.manager").info(
+                "serving the APIs on %s://%s:%d", scheme, api.listen_ip or "0.0.0.0", port
+            )
         await collector.manager.run(stop, windows=windows)
     finally:
+        if runner is not None:
+            await runner.cleanup()
         await collector.aclose()
     return 0
 

@@ -17,6 +17,7 @@ import ipaddress
 import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -127,6 +128,21 @@ def _number(request: web.Request, name: str) -> int | None:
         raise _Failure(400, "BadRequest", f"invalid {name}: {raw!r}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class ApiService:
+    """An aggregated API (Kubernetes' APIService): requests under ``/apis/<group>/`` go to ``url``.
+
+    ``ca_file`` verifies its certificate (the APIService's caBundle); ``token`` is sent as the
+    bearer token (standing in for the front-proxy client certificate a real API server uses).
+    """
+
+    group: str
+    version: str
+    url: str
+    ca_file: str | None = None
+    token: str | None = None
+
+
 class _ApiServer:
     """Request handlers over one store; holds the watches to end on shutdown."""
 
@@ -141,6 +157,7 @@ class _ApiServer:
         self.store, self.token, self.kubelet_url = store, token, kubelet_url
         self.http, self.bookmark_seconds = http_client, bookmark_seconds
         self.watches: set[Watch] = set()
+        self.services: dict[str, tuple[ApiService, httpx.AsyncClient]] = {}
 
     # --- middlewares and lifecycle ------------------------------------------------------------------
 
@@ -179,6 +196,15 @@ class _ApiServer:
         """End open watches, or the runner would wait for each to reach its timeout."""
         for watch in list(self.watches):
             watch.close()
+        for _, client in self.services.values():
+            await client.aclose()
+
+    def register(self, service: ApiService) -> None:
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=service.ca_file) if service.ca_file else True
+        old = self.services.get(service.group)
+        self.services[service.group] = (service, httpx.AsyncClient(verify=verify, timeout=30))
+        if old is not None:  # (called on the server's loop)
+            asyncio.get_running_loop().create_task(old[1].aclose())
 
     # --- fixed documents ----------------------------------------------------------------------------
 
@@ -194,7 +220,32 @@ class _ApiServer:
         return _json(API_RESOURCES)
 
     async def apis(self, request: web.Request) -> web.Response:
-        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+        groups = []
+        for service, _ in self.services.values():
+            version = {"groupVersion": f"{service.group}/{service.version}", "version": service.version}
+            groups.append({"name": service.group, "versions": [version], "preferredVersion": version})
+        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+
+    async def aggregated(self, request: web.Request) -> web.Response:
+        """The aggregation layer: forward ``/apis/<group>/...`` to the registered service."""
+        group = request.match_info["group"]
+        found = self.services.get(group)
+        if found is None:
+            raise _Failure(404, "NotFound", "the server could not find the requested resource")
+        service, client = found
+        url = service.url.rstrip("/") + request.path
+        if request.query_string:
+            url += "?" + request.query_string
+        headers = {"Accept": "application/json"}
+        if service.token:
+            headers["Authorization"] = f"Bearer {service.token}"
+        try:
+            upstream = await client.get(url, headers=headers)
+        except httpx.TransportError as exc:
+            message = f"error trying to reach service: {type(exc).__name__}: {exc}"
+            raise _Failure(503, "ServiceUnavailable", message) from exc
+        headers = {"Content-Type": upstream.headers.get("Content-Type", "application/json")}
+        return web.Response(body=upstream.content, status=upstream.status_code, headers=headers)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -325,6 +376,14 @@ def _bookmark(kind: str, watch: Watch, *, initial_end: bool = False) -> bytes:
     return _event("BOOKMARK", {"kind": KINDS[kind][0], "apiVersion": "v1", "metadata": meta})
 
 
+SERVER = web.AppKey("server", _ApiServer)
+
+
+def register_api_service(app: web.Application, service: ApiService) -> None:
+    """Route ``/apis/<service.group>/`` to ``service`` from now on (as creating an APIService does)."""
+    app[SERVER].register(service)
+
+
 def create_app(
     store: ObjectStore,
     *,
@@ -354,6 +413,9 @@ def create_app(
     get("/api/v1/namespaces/{namespace}/{resource:pods}", server.collection)
     get("/api/v1/{resource:nodes|namespaces}/{name}", server.item)
     get("/api/v1/namespaces/{namespace}/{resource:pods}/{name}", server.item)
+    get("/apis/{group}", server.aggregated)
+    get("/apis/{group}/{path:.*}", server.aggregated)
+    app[SERVER] = server
     get("/api/v1/nodes/{name}/proxy", server.proxy)
     get("/api/v1/nodes/{name}/proxy/{path:.*}", server.proxy)
     return app

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -35,6 +35,9 @@ from heapster_columnar.simulator.objects import namespace_object, node_object, p
 from heapster_columnar.simulator.payloads import NodeShape, marked_document
 from heapster_columnar.simulator.render import SummaryTemplate
 from heapster_columnar.simulator.spec import ClusterSpec, Fault, kubelet_ip, node_name
+
+if TYPE_CHECKING:
+    from heapster_columnar.simulator.apiserver import ApiService
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -144,6 +147,16 @@ class SimulatedCluster:
             self._loop.close()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def register_api_service(self, service: ApiService) -> None:
+        """Front an aggregated API (``/apis/<group>/...``) as the Kubernetes aggregation layer
+        does, e.g. our own metrics.k8s.io for ``kubectl top``."""
+        from heapster_columnar.simulator.apiserver import register_api_service
+
+        async def register() -> None:
+            register_api_service(self._api_app, service)
+
+        self._call(register())
 
     def _call(self, coro: Any) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -277,6 +290,7 @@ class SimulatedCluster:
             return None if index is None else self.kubelet_url(index)
 
         app = create_app(self.store, token=self.spec.token, kubelet_url=kubelet_of, http_client=self._http)
+        self._api_app = app
         self._fault_task = asyncio.get_running_loop().create_task(self._follow_faults())
         self._api_runner, self.api_port = await start_apiserver(
             app, port=self.spec.apiserver_port, ssl_context=self._server_ssl

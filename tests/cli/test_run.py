@@ -58,6 +58,7 @@ def test_sigterm_finishes_the_window_in_progress_and_closes_the_sinks() -> None:
                 f"--source={cluster.source_uri}",
                 "--sink=log",
                 "--metric_resolution=5s",
+                "--heapster-port=0",
             ],
             stderr=subprocess.PIPE,
             text=True,

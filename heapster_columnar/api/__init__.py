@@ -1,0 +1,1 @@
+"""The HTTP APIs: health, self-metrics, metrics.k8s.io and Heapster's model API."""
