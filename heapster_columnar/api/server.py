@@ -20,7 +20,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from heapster_columnar.api import resource_metrics as rm
+from heapster_columnar.api.model import HistoryReader, ModelApi, add_model_routes
 from heapster_columnar.api.selectors import SelectorError, parse_selector
 from heapster_columnar.errors import ConfigError
 from heapster_columnar.sinks.memory import MemorySink
@@ -54,7 +55,6 @@ class ApiOptions:
     allowed_users: tuple[str, ...] = ()
     token_file: str | None = None
     healthz_max_age: timedelta = timedelta(minutes=3)
-    extra_routes: tuple[Callable[[web.Application], None], ...] = field(default=())
 
     def check(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -258,7 +258,9 @@ def create_app(
     options: ApiOptions,
     *,
     ready: Callable[[], bool] = lambda: True,
+    history: HistoryReader | None = None,
 ) -> web.Application:
+    """Every route on one application; the model API reads ``memory`` and, for older ranges, ``history``."""
     api = _Api(memory, telemetry, options, ready)
     app = web.Application(middlewares=[api.json_errors, api.observe, api.authenticate])
     get = app.router.add_get
@@ -274,8 +276,7 @@ def create_app(
     get(f"{base}/{rm.VERSION}/pods", api.rm_pods)
     get(f"{base}/{rm.VERSION}/namespaces/{{namespace}}/pods", api.rm_pods)
     get(f"{base}/{rm.VERSION}/namespaces/{{namespace}}/pods/{{name}}", api.rm_pods)
-    for add in options.extra_routes:
-        add(app)
+    add_model_routes(ModelApi(memory, history))(app)
     return app
 
 

@@ -66,6 +66,11 @@ class MemorySink:
         with self._lock:
             return list(self._windows)
 
+    def series_tables(self) -> list[tuple[datetime, pa.Table]]:
+        """(window end, that window's series points) for every kept window, oldest first."""
+        with self._lock:
+            return list(self._series)
+
     def series(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table | None:
         """The kept series points with ``start <= timestamp <= end`` as one table (None if empty)."""
         with self._lock:
