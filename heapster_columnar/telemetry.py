@@ -34,6 +34,12 @@ class Telemetry:
         self.dropped_points = Counter(
             "heapster_columnar_dropped_points", "Points a sink did not take", ["sink"], registry=r
         )
+        self.node_request_seconds = Gauge(
+            "heapster_columnar_kubelet_request_last_seconds",
+            "The newest /stats/summary request to each node, sending to the last body byte",
+            ["node"],
+            registry=r,
+        )
         self.nodes_failed = Counter(
             "heapster_columnar_nodes_failed", "Nodes that contributed nothing to a window", ["reason"], registry=r
         )

@@ -144,8 +144,9 @@ class Manager:
             dimensions.nodes, now=end, deadline=loop.time() + self.scrape_deadline.total_seconds()
         )
         t.scrape_seconds.observe(time.perf_counter() - scrape_started)
-        for seconds in collected.request_seconds.values():
+        for node, seconds in collected.request_seconds.items():  # a loop per node: I/O bookkeeping
             t.request_seconds.observe(seconds)
+            t.node_request_seconds.labels(node=node).set(seconds)
         for reason in collected.failures.values():
             t.nodes_failed.labels(reason=reason.split(":")[0]).inc()
         async with self._order:
