@@ -103,8 +103,21 @@ def node_metrics(window: Window | None, selector: list[Requirement], *, now: dat
     return rows.sort("name").select("name", objects.struct.json_encode().alias("json"))
 
 
-def pod_metrics(window: Window | None, selector: list[Requirement], *, now: datetime) -> pl.DataFrame:
-    """One row per listed pod: ``namespace``, ``name`` and ``json`` (its PodMetrics object)."""
+def select_pods(window: Window, rows: pl.DataFrame, selector: list[Requirement]) -> pl.DataFrame:
+    """The rows of :func:`pod_metrics` whose pods match ``selector`` (the API's pod labels)."""
+    if not selector or rows.height == 0:
+        return rows
+    assert window.dimensions is not None
+    table = window.dimensions.pods
+    keep = pa.array(matches(table.column("labels"), selector))
+    chosen = pl.from_arrow(table.select(["namespace", "name"]).filter(keep))
+    assert isinstance(chosen, pl.DataFrame)
+    return rows.join(chosen, on=["namespace", "name"], how="semi", maintain_order="left")
+
+
+def pod_metrics(window: Window | None, *, now: datetime) -> pl.DataFrame:
+    """One row per listed pod: ``namespace``, ``name`` and ``json`` (its PodMetrics object).
+    Depends only on the window: the server computes it once per window and filters that."""
     empty = pl.DataFrame(schema={"namespace": pl.String, "name": pl.String, "json": pl.String})
     if window is None or window.dimensions is None:
         return empty
@@ -122,14 +135,6 @@ def pod_metrics(window: Window | None, selector: list[Requirement], *, now: date
     )
     complete = joined.group_by("namespace_name", "pod_name").agg(pl.col(CPU).is_not_null().all().alias("_all"))
     pods = complete.filter(pl.col("_all")).select("namespace_name", "pod_name")
-    if selector:
-        table = dims.pods
-        keep = matches(table.column("labels"), selector)
-        chosen = pl.from_arrow(table.select(["namespace", "name"]).filter(pa.array(keep)))
-        assert isinstance(chosen, pl.DataFrame)
-        pods = pods.join(
-            chosen.rename({"namespace": "namespace_name", "name": "pod_name"}), on=["namespace_name", "pod_name"]
-        )
     per_container = joined.join(pods, on=["namespace_name", "pod_name"], how="semi").sort(
         "namespace_name", "pod_name", "container_name"
     )

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from heapster_columnar.config.uri import Uri
+from heapster_columnar.model.batch import MetricBatch
+from heapster_columnar.model.points import metric_columns, to_points
+from heapster_columnar.model.schema import LABELED_SCHEMA
 from heapster_columnar.model.window import Window
 
 SERIES_METRICS = ("cpu/usage_rate", "memory/usage", "memory/working_set")
@@ -43,8 +45,12 @@ class MemorySink:
         return cls()
 
     def write(self, window: Window) -> None:
-        metric = window.points.column("metric").cast(pa.string())
-        series = window.points.filter(pc.is_in(metric, pa.array(self.series_metrics)))
+        # the series store keeps the entity rows with only the series metrics (not long-form
+        # points): ~20 MB a window at 5,000 nodes instead of ~60 MB, and indexable by entity
+        entities = window.batch.entities
+        ints, floats = metric_columns(entities)
+        others = [m for m in (*ints, *floats) if m not in self.series_metrics]
+        series = entities.drop_columns(others)
         with self._lock:
             self._windows.append(window)
             self._series.append((window.end, series))
@@ -67,14 +73,14 @@ class MemorySink:
             return list(self._windows)
 
     def series_tables(self) -> list[tuple[datetime, pa.Table]]:
-        """(window end, that window's series points) for every kept window, oldest first."""
+        """(window end, that window's entity rows with the series metrics only), oldest first."""
         with self._lock:
             return list(self._series)
 
     def series(self, start: datetime | None = None, end: datetime | None = None) -> pa.Table | None:
-        """The kept series points with ``start <= timestamp <= end`` as one table (None if empty)."""
+        """The kept series as points with ``start <= timestamp <= end``, one table (None if empty)."""
         with self._lock:
-            tables = [
-                t for stamp, t in self._series if (start is None or stamp >= start) and (end is None or stamp <= end)
-            ]
+            kept = [(s, t) for s, t in self._series if (start is None or s >= start) and (end is None or s <= end)]
+        empty = LABELED_SCHEMA.empty_table()
+        tables = [to_points(MetricBatch(t, empty), stamp) for stamp, t in kept]
         return pa.concat_tables(tables, promote_options="permissive") if tables else None
