@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from aiohttp import web
 
-from heapster_columnar.api.entity_index import IndexCache
+from heapster_columnar.api.entity_index import EntityIndex, IndexCache
 from heapster_columnar.model import catalogue
 from heapster_columnar.model.points import metric_columns
 from heapster_columnar.model.window import Window
@@ -158,8 +158,9 @@ class ModelApi:
             earliest = end if earliest is None or end < earliest else earliest
             if (query.start is not None and end < query.start) or (query.end is not None and end > query.end):
                 continue
-            rows = self._indices.get(entities).rows(query.entity)
-            for value_int, value in self._values(entities, labeled, rows, query):
+            index = self._indices.get(entities)
+            rows = index.rows(query.entity)
+            for value_int, value in self._values(index, labeled, rows, query):
                 stamps.append(end)
                 ints.append(value_int)
                 floats.append(value)
@@ -179,16 +180,17 @@ class ModelApi:
 
     @staticmethod
     def _values(
-        entities: pa.Table, labeled: pa.Table | None, rows: np.ndarray, query: Query
+        index: EntityIndex, labeled: pa.Table | None, rows: np.ndarray, query: Query
     ) -> list[tuple[int | None, float | None]]:
         """(exact int or None, float) per matching point of ``rows`` (normally one row)."""
+        entities = index.table
         if len(rows) == 0:
             return []
         if not query.labels and query.metric in entities.column_names:
-            column = entities.column(query.metric).take(pa.array(rows))
-            if pa.types.is_integer(column.type):
-                return [(v, None if v is None else float(v)) for v in column.to_pylist() if v is not None]
-            return [(None, v) for v in column.to_pylist() if v is not None]
+            values = index.values(query.metric, rows)
+            if pa.types.is_integer(entities.schema.field(query.metric).type):
+                return [(int(v), float(v)) for v in values if isinstance(v, int)]
+            return [(None, float(v)) for v in values if isinstance(v, int | float)]
         if labeled is None or labeled.num_rows == 0:
             return []
         mask = pc.and_(
