@@ -1,0 +1,55 @@
+"""Model queries older than memory come from the Parquet history, transparently."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from heapster_columnar.api.history import ParquetHistory
+from heapster_columnar.api.model import ModelApi, Query
+from heapster_columnar.sinks.memory import MemorySink
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "sinks"))
+from windows import T0, fixture_windows
+
+POD = ("pod", "datagen-1-28", "kube-system", "coredns-5dd5756b68-xmx7l", None)
+
+
+def test_a_range_older_than_memory_reads_the_store(kubelet_data: Path, tmp_path: Path) -> None:
+    windows = fixture_windows(kubelet_data, 4)
+    stored = pa.concat_tables([w.points for w in windows[:3]])  # what a Parquet sink wrote
+    stored = stored.append_column("date", pc.strftime(stored.column("timestamp"), "%Y-%m-%d"))
+    stored = stored.append_column("hour", pc.strftime(stored.column("timestamp"), "%H"))
+    ds.write_dataset(
+        stored, tmp_path / "points", format="parquet", partitioning=["date", "hour"], partitioning_flavor="hive"
+    )
+    memory = MemorySink(window_retention=timedelta(seconds=20), series_retention=timedelta(seconds=20))
+    for window in windows:
+        memory.write(window)
+    assert [w.end for w in memory.windows()] == [windows[-2].end, windows[-1].end]  # the older two: disk only
+
+    api = ModelApi(memory, ParquetHistory(pafs.LocalFileSystem(), str(tmp_path / "points")))
+    series = api.series(Query(POD, "memory/usage", T0, None, {}))
+    want = []
+    for window in windows:
+        entities = pl.from_arrow(window.batch.entities)
+        assert isinstance(entities, pl.DataFrame)
+        row = entities.filter((pl.col("type") == "pod") & (pl.col("pod_name") == POD[3])).row(0, named=True)
+        want.append((window.end, row["memory/usage"]))
+    assert list(zip(series["timestamp"].to_list(), series["value_int"].to_list(), strict=True)) == want
+
+    without = ModelApi(memory).series(Query(POD, "memory/usage", T0, None, {}))
+    assert without.height == 2  # memory alone
+    assert (
+        ModelApi(memory, ParquetHistory(pafs.LocalFileSystem(), str(tmp_path / "none")))
+        .series(Query(POD, "memory/usage", T0, None, {}))
+        .height
+        == 2
+    )  # no store yet: no error
