@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from heapster_columnar.api.selectors import Requirement, matches
 from heapster_columnar.model.window import Window
+from heapster_columnar.processors.base import lookup
 
 __all__ = ["GROUP", "VERSION", "as_list", "discovery", "group", "node_metrics", "pod_metrics"]
 
@@ -128,22 +129,20 @@ def pod_metrics(window: Window | None, *, now: datetime) -> pl.DataFrame:
     spec = pl.from_arrow(dims.containers.select(["namespace", "pod_name", "name"]))
     assert isinstance(spec, pl.DataFrame)
     spec = spec.rename({"namespace": "namespace_name", "name": "container_name"})
-    joined = spec.join(
-        containers.select("namespace_name", "pod_name", "container_name", CPU, MEMORY),
-        on=["namespace_name", "pod_name", "container_name"],
-        how="left",
-    )
-    complete = joined.group_by("namespace_name", "pod_name").agg(pl.col(CPU).is_not_null().all().alias("_all"))
-    pods = complete.filter(pl.col("_all")).select("namespace_name", "pod_name")
-    per_container = joined.join(pods, on=["namespace_name", "pod_name"], how="semi").sort(
-        "namespace_name", "pod_name", "container_name"
-    )
-    encoded = per_container.select(
+    # The API's containers table lists each pod's containers together: a run id over the pod key is
+    # the pod's number, so grouping is on an integer in order, never a sort of 300 k string keys.
+    spec = spec.with_columns(pl.concat_str("namespace_name", "pod_name", separator="/").rle_id().alias("_pod"))
+    usage = lookup(spec, containers, ["namespace_name", "pod_name", "container_name"], [CPU, MEMORY])
+    joined = spec.hstack(usage).filter(pl.col(CPU).is_not_null().all().over("_pod"))
+    encoded = joined.select(
+        "_pod",
         "namespace_name",
         "pod_name",
         pl.struct(pl.col("container_name").alias("name"), _usage()).struct.json_encode().alias("c"),
     )
-    grouped = encoded.group_by("namespace_name", "pod_name", maintain_order=True).agg(pl.col("c").str.join(","))
+    grouped = encoded.group_by("_pod", maintain_order=True).agg(
+        pl.col("namespace_name").first(), pl.col("pod_name").first(), pl.col("c").str.join(",")
+    )
     meta = pl.struct(
         pl.col("pod_name").alias("name"),
         pl.col("namespace_name").alias("namespace"),
