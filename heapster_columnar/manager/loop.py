@@ -143,16 +143,18 @@ class Manager:
         collected = await self.scraper.collect(
             dimensions.nodes, now=end, deadline=loop.time() + self.scrape_deadline.total_seconds()
         )
-        t.scrape_seconds.observe(time.perf_counter() - scrape_started)
+        scrape_seconds = time.perf_counter() - scrape_started
+        t.scrape_seconds.observe(scrape_seconds)
         for node, seconds in collected.request_seconds.items():  # a loop per node: I/O bookkeeping
             t.request_seconds.observe(seconds)
             t.node_request_seconds.labels(node=node).set(seconds)
         for reason in collected.failures.values():
             t.nodes_failed.labels(reason=reason.split(":")[0]).inc()
         async with self._order:
-            window = await asyncio.to_thread(self._process, collected, start, end, dimensions)
+            window = await asyncio.to_thread(self._process, collected, start, end, dimensions, scrape_seconds)
         for stage, seconds in window.stage_seconds.items():
-            t.stage_seconds.labels(processor=stage).observe(seconds)
+            if stage not in ("scrape", "decode"):  # (those have their own histograms)
+                t.stage_seconds.labels(processor=stage).observe(seconds)
         results = await asyncio.gather(*(self._write(sink, window) for sink in self.sinks))
         for worker in self.workers:
             worker.submit(window)  # never blocks: a slow sink queues or spools
@@ -174,14 +176,21 @@ class Manager:
             )
         return WindowOutcome(window, tuple(results), seconds)
 
-    def _process(self, collected: Collected, start: datetime, end: datetime, dimensions: Dimensions) -> Window:
+    def _process(
+        self, collected: Collected, start: datetime, end: datetime, dimensions: Dimensions, scrape_seconds: float
+    ) -> Window:
         processed = self.pipeline.process(collected.batch, end, dimensions)
         for failure in processed.failures:
             log.error("window %s: processor %s failed: %s", end.isoformat(), failure.stage, failure.error)
         batch = processed.to_batch()
         started = time.perf_counter()
         points = to_points(batch, end)
-        stage_seconds = {**processed.seconds, "to_points": time.perf_counter() - started}
+        stage_seconds = {
+            "scrape": scrape_seconds,  # wall time, decoding overlapped
+            "decode": getattr(collected, "decode_seconds", 0.0),  # decode thread time within it
+            **processed.seconds,
+            "to_points": time.perf_counter() - started,
+        }
         nodes = dimensions.nodes.num_rows or len(collected.failures)
         return Window(start, end, batch, points, nodes, dict(collected.failures), stage_seconds, dimensions)
 

@@ -64,8 +64,19 @@ class Collected:
     failures: dict[str, str] = field(default_factory=dict)
     partial: bool = False
     request_seconds: dict[str, float] = field(default_factory=dict)
+    decode_seconds: float = 0.0  # worker-thread time decoding bodies (overlaps the network)
     bytes: int = 0
     scraped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """A decode batch's result and the seconds it took."""
+
+    batch: MetricBatch
+    errors: tuple[Any, ...]
+    documents: int
+    seconds: float
 
 
 class _Token:
@@ -191,7 +202,7 @@ class KubeletScraper:
         for task in fetches:
             task.add_done_callback(arrived.put_nowait)
         decodes: set[asyncio.Future[Any]] = set()
-        results: list[DecodeResult] = []
+        results: list[_Decoded] = []
         pending: list[tuple[str, bytes]] = []
         unseen = set(fetches)
 
@@ -243,6 +254,7 @@ class KubeletScraper:
         for decode in list(decodes):
             results.append(await decode)
         for result in results:
+            out.decode_seconds += result.seconds
             for error in result.errors:
                 out.failures[error.source] = f"bad Summary: {error.detail}"
             out.scraped += result.documents
@@ -284,10 +296,13 @@ class KubeletScraper:
         gate = asyncio.Semaphore(self._gate_size)
         return [(self._pool_of[t.node], gate) for t in targets]
 
-    def _decode_batch(self, arrived: list[tuple[str, bytes]], now: datetime) -> DecodeResult:
+    def _decode_batch(self, arrived: list[tuple[str, bytes]], now: datetime) -> _Decoded:
+        started = time.perf_counter()
         if not self._decode:
-            return DecodeResult(MetricBatch.empty(), (), 0, len(arrived))
-        return decode_summaries([b for _, b in arrived], now=now, sources=[n for n, _ in arrived])
+            result = DecodeResult(MetricBatch.empty(), (), 0, len(arrived))
+        else:
+            result = decode_summaries([b for _, b in arrived], now=now, sources=[n for n, _ in arrived])
+        return _Decoded(result.batch, result.errors, result.documents, time.perf_counter() - started)
 
     async def _fetch(
         self,
