@@ -26,18 +26,13 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
-from _simulator import simulator
+from _simulator import cpu_seconds, simulator
 
 from heapster_columnar.sources.config import SummarySourceConfig
 from heapster_columnar.sources.kubelet import Collected, KubeletScraper
 from heapster_columnar.sources.objects import nodes_table
 
 TOKEN = "bench-token"
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _window(scraper: KubeletScraper, nodes: pa.Table) -> Collected:
@@ -55,11 +50,11 @@ async def _measure(
         requests = body = 0
         for _ in range(windows):
             await asyncio.sleep(1.1)  # a new second: kubelets render fresh samples
-            c0, w0, s0 = time.process_time(), time.perf_counter(), _cpu_seconds(sim)
+            c0, w0, s0 = time.process_time(), time.perf_counter(), cpu_seconds(sim)
             got = await _window(scraper, nodes)
             cpu += time.process_time() - c0
             wall += time.perf_counter() - w0
-            sim_cpu += _cpu_seconds(sim) - s0
+            sim_cpu += cpu_seconds(sim) - s0
             assert not got.failures, list(got.failures.items())[:3]
             requests += len(got.request_seconds)
             body += got.bytes

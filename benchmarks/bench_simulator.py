@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
-from _simulator import simulator
+from _simulator import cpu_seconds, simulator
 
 from heapster_columnar.sources.summary import decode_summaries
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _scrape(api: str, rounds: int, pid: int, concurrency: int) -> None:
@@ -42,9 +35,9 @@ async def _scrape(api: str, rounds: int, pid: int, concurrency: int) -> None:
                 return (await client.get(url)).content
 
         for round_ in range(rounds):
-            cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
             bodies = await asyncio.gather(*(get(u) for u in urls))
-            wall, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+            wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
             result = decode_summaries(bodies, now=datetime.now(UTC))
             assert not result.errors, result.errors[:3]
             mb = sum(map(len, bodies)) / 1e6

@@ -57,7 +57,7 @@ class SinkWorker:
         self._telemetry = telemetry
         self._queue: queue.Queue[Window | _Stop] = queue.Queue()
         self._queue_size = queue_size
-        self._on_result = on_result
+        self._listeners: list[Callable[[Window, WriteResult], None]] = [on_result] if on_result else []
         self._retry_at = 0.0
         self._retry_pause = RETRY_FIRST
         self._writing: tuple[Window, float] | None = None
@@ -68,6 +68,10 @@ class SinkWorker:
         self._thread.start()
 
     # -- the manager's side ------------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[Window, WriteResult], None]) -> None:
+        """Also call ``listener`` (from the sink's thread) with every write's outcome."""
+        self._listeners.append(listener)
 
     def submit(self, window: Window) -> None:
         """Queue ``window``; spool it (or drop and count it, without a spool) if the sink is behind."""
@@ -186,8 +190,8 @@ class SinkWorker:
         t.sink_seconds.labels(sink=self.name).observe(seconds)
         result = WriteResult(self.name, window.points.num_rows, seconds, error)
         self.results = [*self.results[-19:], result]
-        if self._on_result is not None:
-            self._on_result(window, result)
+        for listener in self._listeners:
+            listener(window, result)
         if error is None:
             self._retry_pause, self._retry_at = RETRY_FIRST, 0.0
             return "ok"
