@@ -144,7 +144,7 @@ async def _collect(config: RunConfig, api: ApiOptions | None, windows: int | Non
     try:
         if api is not None:
             memory = collector.memory or MemorySink()
-            app = create_app(memory, collector.telemetry, api, ready=collector.state.ready)
+            app = create_app(memory, collector.telemetry, api, ready=collector.state.ready, history=collector.history)
             try:
                 runner, port = await serve(app, api)
             except ConfigError as exc:

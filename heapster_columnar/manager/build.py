@@ -66,6 +66,7 @@ class Collector:
     scraper: Any  # sources.kubelet.KubeletScraper
     telemetry: Telemetry
     sinks: list[Sink] = field(default_factory=list)
+    history: Any = None  # api.history.ParquetHistory over the first Parquet sink's store, if any
 
     async def aclose(self) -> None:
         await self.scraper.aclose()
@@ -124,7 +125,21 @@ def build(config: RunConfig, *, telemetry: Telemetry | None = None) -> Collector
         telemetry=telemetry,
     )
     state.start()
-    return Collector(manager, memory, state, scraper, telemetry, [*sinks, *(w.sink for w in workers)])
+    durable = [w.sink for w in workers]
+    return Collector(manager, memory, state, scraper, telemetry, [*sinks, *durable], _history(durable))
+
+
+def _history(sinks: Sequence[Sink]) -> Any:
+    """What the model API reads for ranges older than memory: the first Parquet sink's points."""
+    from heapster_columnar.api.history import ParquetHistory
+    from heapster_columnar.sinks._parquet_fs import open_store
+    from heapster_columnar.sinks.parquet import ParquetSink
+
+    for sink in sinks:
+        if isinstance(sink, ParquetSink):
+            store = open_store(sink.config.target, fsync=False)
+            return ParquetHistory(store.fs, store.path("points"))
+    return None
 
 
 def _worker(text: str, sink: Sink, config: RunConfig, telemetry: Telemetry) -> SinkWorker:
