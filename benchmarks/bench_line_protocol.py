@@ -1,7 +1,7 @@
 """Line protocol benchmark: a whole window of points to InfluxDB request bodies.
 
     python benchmarks/bench_line_protocol.py --nodes 5000 --repeat 5
-    python benchmarks/bench_line_protocol.py --nodes 200 --send 5000,20000,100000   # + a real influxd
+    python benchmarks/bench_line_protocol.py --nodes 200 --send 5000,20000,50000,100000   # + a real influxd
 
 Takes the cached synthetic window (``_window.bench_window``: N nodes x 30 pods, Heapster's chain,
 the points table) and encodes it with the InfluxDB sink's encoder in Heapster's default schema

@@ -40,6 +40,12 @@ class Telemetry:
             ["node"],
             registry=r,
         )
+        self.sink_series = Gauge(
+            "heapster_columnar_sink_series",
+            "Distinct series a sink has written (InfluxDB's limit is 1 M per database by default)",
+            ["sink"],
+            registry=r,
+        )
         self.nodes_failed = Counter(
             "heapster_columnar_nodes_failed", "Nodes that contributed nothing to a window", ["reason"], registry=r
         )

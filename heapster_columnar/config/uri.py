@@ -8,6 +8,7 @@ expansion first (``common/flags/flags.go``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
@@ -30,13 +31,20 @@ class Uri:
     def scheme(self) -> str:
         return urlsplit(self.target).scheme
 
+    @property
+    def redacted(self) -> str:
+        """``text`` with secrets (``pw=``, ``password=``, ``token=`` and URL passwords) as ``***``,
+        for error messages and logs."""
+        text = re.sub(r"(?i)([?&](?:pw|password|passwd|token)=)[^&]*", r"\1***", self.text)
+        return re.sub(r"(//[^/:@]+:)[^@/]*@", r"\1***@", text)
+
     def check(self, known: Collection[str]) -> None:
         """Reject options the component does not know, naming them and what it accepts."""
         unknown = sorted(set(self.options) - set(known))
         if unknown:
             raise ConfigError(
                 f"{self.kind}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-                f"in {self.text!r} (known: {', '.join(sorted(known)) or 'none'})"
+                f"in {self.redacted!r} (known: {', '.join(sorted(known)) or 'none'})"
             )
 
     def flag(self, name: str, default: bool) -> bool:

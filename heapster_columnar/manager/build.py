@@ -151,6 +151,9 @@ def _worker(text: str, sink: Sink, config: RunConfig, telemetry: Telemetry) -> S
     def done(window: Window, result: WriteResult) -> None:
         if result.ok:
             telemetry.sink_lag_seconds.labels(sink=sink.name).observe(max(time.time() - window.end.timestamp(), 0))
+        series = getattr(sink, "series", None)  # the InfluxDB sink's cardinality count
+        if isinstance(series, int):
+            telemetry.sink_series.labels(sink=sink.name).set(series)
 
     return SinkWorker(
         sink,

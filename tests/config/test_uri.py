@@ -52,3 +52,11 @@ def test_unknown_options_and_bad_values_are_named() -> None:
         uri.flag("withfields", False)
     with pytest.raises(ConfigError, match="must be at least 1"):
         parse_uri("x:y?n=0").integer("n", 5, minimum=1)
+
+
+def test_errors_never_show_passwords() -> None:
+    uri = parse_uri("influxdb:http://root:s3cret@influx:8086?db=k8s&pw=hunter2&user=root")
+    assert uri.redacted == "influxdb:http://root:***@influx:8086?db=k8s&pw=***&user=root"
+    with pytest.raises(ConfigError) as failure:
+        uri.check(["db"])
+    assert "hunter2" not in str(failure.value) and "s3cret" not in str(failure.value)
