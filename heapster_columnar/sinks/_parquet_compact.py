@@ -96,10 +96,9 @@ class Compactor:
         directory = self.directory(partition)
         infos = {i.base_name: i for i in self.store.listing(directory) if parse_name(i.base_name) is not None}
         left = self.recover(partition, infos)
-        half = self.options.target_bytes // 2
-        small = sorted((n for n in left if (infos[n].size or 0) < half), key=_time_order)
+        sizes = {n: infos[n].size or 0 for n in left}
         written = []
-        for group in _groups(small, infos, self.options.target_bytes):
+        for group in _groups(_small_units(sizes, self.options.target_bytes // 2), sizes, self.options.target_bytes):
             if len(group) >= max(2, self.options.min_files):
                 name = self._merge(partition, group)
                 if name is not None:
@@ -185,24 +184,36 @@ def _sort_key(column: pa.ChunkedArray) -> np.ndarray:
     return _sort_key(pa.chunked_array([pc.dictionary_encode(array)]))
 
 
-def _groups(names: Sequence[str], infos: dict[str, object], target: int) -> list[list[str]]:
-    """Consecutive runs of files whose sizes add up to at most ``target`` (a file alone may exceed it)."""
+def _small_units(sizes: dict[str, int], half: int) -> list[list[str]]:
+    """Small files in time order, the parts of one window kept together (a window is merged whole
+    or not at all, so the listing alone always tells whether a window is complete)."""
+    units: dict[str, list[str]] = {}
+    for name in sizes:
+        parsed = parse_name(name)
+        assert parsed is not None
+        units.setdefault(name if parsed.compacted else f"w-{parsed.first}", []).append(name)
+    small = []
+    for key, names in units.items():
+        parsed = parse_name(names[0])
+        assert parsed is not None
+        whole = parsed.compacted or len(names) == parsed.parts
+        if whole and sum(sizes[n] for n in names) < half:
+            small.append((parsed.first, key, sorted(names)))
+    return [names for _, _, names in sorted(small)]
+
+
+def _groups(units: Sequence[list[str]], sizes: dict[str, int], target: int) -> list[list[str]]:
+    """Consecutive units whose sizes add up to at most ``target`` (a unit alone may exceed it)."""
     groups: list[list[str]] = []
     size = 0
-    for name in names:
-        file_size = getattr(infos[name], "size", 0) or 0
-        if not groups or size + file_size > target:
+    for unit in units:
+        unit_size = sum(sizes[n] for n in unit)
+        if not groups or size + unit_size > target:
             groups.append([])
             size = 0
-        groups[-1].append(name)
-        size += file_size
+        groups[-1].extend(unit)
+        size += unit_size
     return groups
-
-
-def _time_order(name: str) -> tuple[str, str]:
-    parsed = parse_name(name)
-    assert parsed is not None
-    return (parsed.first, name)
 
 
 def _window_stamps(parsed: FileName, metadata: dict[bytes, bytes]) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from heapster_columnar.errors import ConfigError, SinkError
 from heapster_columnar.sinks._parquet_layout import STAGING
 
-__all__ = ["Store", "check_target", "is_corrupt", "open_store", "sink_error"]
+__all__ = ["Staged", "Store", "check_target", "is_corrupt", "open_store", "sink_error"]
 
 SINK = "parquet"
 _NATIVE_SCHEMES = frozenset({"", "file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss"})
@@ -82,6 +82,15 @@ def is_corrupt(exc: BaseException) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A file encoded but not yet visible: a local staging file, or bytes for one upload."""
+
+    path: str
+    staging: str | None
+    data: pa.Buffer | None
+
+
 @dataclass(slots=True)
 class Store:
     """A filesystem and the sink's root in it; ``local`` means rename-based atomic writes and fsync."""
@@ -96,25 +105,47 @@ class Store:
 
     def write_table(self, path: str, table: pa.Table, options: Mapping[str, Any]) -> None:
         """Create the Parquet file ``path`` atomically (``options``: ``pq.write_table`` keywords)."""
+        staged = self.stage(path, table, options)
+        try:
+            self.publish([staged])
+        finally:
+            self.discard([staged])
+
+    def stage(self, path: str, table: pa.Table, options: Mapping[str, Any]) -> Staged:
+        """Encode a file without making it visible: the slow half, safe to run in parallel."""
         if not self.local:
-            # encode in memory first: an error while encoding must never reach the store, where
-            # closing a half-written stream could publish a shorter but valid file
+            # in memory: an encoding error must never reach the store, where closing a
+            # half-written stream could publish a shorter but valid file
             buffer = pa.BufferOutputStream()
             pq.write_table(table, buffer, **options)
-            with self.fs.open_output_stream(path) as out:
-                out.write(buffer.getvalue())
-            return
+            return Staged(path, None, buffer.getvalue())
         staging = self.path(STAGING, f"{uuid.uuid4().hex[:12]}-{path.rsplit('/', 1)[-1]}.tmp")
         try:
             pq.write_table(table, staging, filesystem=self.fs, **options)
             if self.fsync:
                 _fsync(staging)
-            self.fs.move(staging, path)
         except BaseException:
             self.delete(staging)
             raise
-        if self.fsync:
-            _fsync(path.rsplit("/", 1)[0], directory=True)
+        return Staged(path, staging, None)
+
+    def publish(self, staged: Sequence[Staged]) -> None:
+        """Make staged files visible, one after the other (renames: microseconds apart)."""
+        for item in staged:
+            if item.data is not None:
+                with self.fs.open_output_stream(item.path) as out:
+                    out.write(item.data)
+            elif item.staging is not None:
+                self.fs.move(item.staging, item.path)
+        if self.local and self.fsync:
+            for directory in sorted({item.path.rsplit("/", 1)[0] for item in staged}):
+                _fsync(directory, directory=True)
+
+    def discard(self, staged: Sequence[Staged]) -> None:
+        """Remove staging files not published (after a failure); published ones are gone already."""
+        for item in staged:
+            if item.staging is not None:
+                self.delete(item.staging)
 
     def create_dir(self, path: str) -> None:
         self.fs.create_dir(path, recursive=True)

@@ -2,7 +2,7 @@
 
 ::
 
-    <root>/points/date=2024-06-01/hour=00/w-20240601T000030000Z-0.parquet   one window (part 0)
+    <root>/points/date=2024-06-01/hour=00/w-20240601T000030000Z-0of1.parquet   one window (part 0 of 1)
     <root>/points/date=2024-06-01/hour=00/c-20240601T000015000Z-...parquet  compacted small windows
     <root>/pods/v-20240601T000030000Z.parquet                               a dimension snapshot
     <root>/_staging/                                                        files being written (local)
@@ -17,6 +17,7 @@ quarantined files live outside the dataset.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,6 +29,7 @@ __all__ = [
     "FileName",
     "Partition",
     "compacted_name",
+    "incomplete_windows",
     "parse_name",
     "parse_partition",
     "partition_of",
@@ -43,7 +45,8 @@ DIMENSION_TABLES = ("pods", "containers", "namespaces", "nodes")
 
 _STAMP = "%Y%m%dT%H%M%S"
 _NAME = re.compile(
-    r"^(?P<kind>[wc])-(?P<first>\d{8}T\d{9}Z)-(?:(?P<last>\d{8}T\d{9}Z)-(?P<tag>[0-9a-f]{8})|(?P<part>\d+))\.parquet$"
+    r"^(?P<kind>[wc])-(?P<first>\d{8}T\d{9}Z)-"
+    r"(?:(?P<last>\d{8}T\d{9}Z)-(?P<tag>[0-9a-f]{8})|(?P<part>\d+)of(?P<parts>\d+))\.parquet$"
 )
 _DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$|^hour=(\d{2})$")
 
@@ -86,8 +89,9 @@ def parse_partition(relative_dir: str) -> Partition | None:
     return Partition(matches[0].group(1), int(second.group(2)))
 
 
-def window_name(end: datetime, part: int) -> str:
-    return f"w-{stamp(end)}-{part}.parquet"
+def window_name(end: datetime, part: int, parts: int) -> str:
+    """Part ``part`` of the ``parts`` files of one window: the listing alone tells a whole window."""
+    return f"w-{stamp(end)}-{part}of{parts}.parquet"
 
 
 def compacted_name(first: str, last: str, tag: str) -> str:
@@ -108,6 +112,7 @@ class FileName:
     first: str  # window stamp (of the first window, for a compacted file)
     last: str
     part: int = 0
+    parts: int = 1
 
 
 def parse_name(name: str) -> FileName | None:
@@ -116,9 +121,27 @@ def parse_name(name: str) -> FileName | None:
     if m is None:
         return None
     if m.group("kind") == "w":
-        if m.group("part") is None:
+        if m.group("part") is None or not 0 <= int(m.group("part")) < int(m.group("parts")):
             return None
-        return FileName(name, False, m.group("first"), m.group("first"), int(m.group("part")))
+        return FileName(name, False, m.group("first"), m.group("first"), int(m.group("part")), int(m.group("parts")))
     if m.group("last") is None:
         return None
     return FileName(name, True, m.group("first"), m.group("last"))
+
+
+def incomplete_windows(names: Iterable[str]) -> set[str]:
+    """Window files that do not make a whole window (a crash between publishing a window's parts),
+    and copies cut into another number of parts when a whole copy exists (a crash during a rewrite)."""
+    cuts: dict[str, dict[int, set[int]]] = {}
+    for name in names:
+        parsed = parse_name(name)
+        if parsed is not None and not parsed.compacted:
+            cuts.setdefault(parsed.first, {}).setdefault(parsed.parts, set()).add(parsed.part)
+    drop: set[str] = set()
+    for when, by_parts in cuts.items():
+        whole = [n for n, present in by_parts.items() if len(present) == n]
+        keep = max(whole) if whole else None
+        for n, present in by_parts.items():
+            if n != keep:
+                drop.update(f"w-{when}-{i}of{n}.parquet" for i in present)
+    return drop

@@ -34,11 +34,12 @@ from heapster_columnar.errors import ConfigError, SinkError
 from heapster_columnar.model.window import Window
 from heapster_columnar.sinks._parquet_compact import CompactOptions, Compactor
 from heapster_columnar.sinks._parquet_dims import DimensionWriter
-from heapster_columnar.sinks._parquet_fs import Store, check_target, open_store, sink_error
+from heapster_columnar.sinks._parquet_fs import Staged, Store, check_target, open_store, sink_error
 from heapster_columnar.sinks._parquet_layout import (
     POINTS,
     STAGING,
     Partition,
+    incomplete_windows,
     parse_name,
     parse_partition,
     partition_of,
@@ -182,13 +183,18 @@ class ParquetSink:
                 store.create_dir(directory)
             ordered = metric_ordered(points)
             parts = part_count(ordered.num_rows, self.config.writer.row_group_size)
-            finals = [window_name(window.end, i) for i in range(parts)]
+            finals = [window_name(window.end, i, parts) for i in range(parts)]
             kwargs = self.config.writer.kwargs(ordered.schema, sorting=("metric",))
+            staged: list[Staged | None] = [None] * parts
 
-            def write_part(i: int, part: pa.Table) -> None:
-                store.write_table(f"{directory}/{finals[i]}", part, kwargs)
+            def stage_part(i: int, part: pa.Table) -> None:
+                staged[i] = store.stage(f"{directory}/{finals[i]}", part, kwargs)
 
-            write_parts(ordered, parts, write_part, self._parts_pool(parts))
+            try:  # every part encoded before any is visible: a failure or crash shows no half window
+                write_parts(ordered, parts, stage_part, self._parts_pool(parts))
+                store.publish([s for s in staged if s is not None])
+            finally:
+                store.discard([s for s in staged if s is not None])
             stale = [n for n in names if _window_part(n, when) and n not in finals]  # an earlier try cut otherwise
             for name in stale:
                 store.delete(f"{directory}/{name}")
@@ -257,6 +263,11 @@ class ParquetSink:
                     retryable=False,
                 )
             found.setdefault(partition, set()).add(name)
+        for partition, names in found.items():
+            for name in sorted(incomplete_windows(names)):
+                log.warning("parquet: removing %s/%s: part of a window never completely written", partition.path, name)
+                store.delete(f"{base}/{partition.path}/{name}")
+                names.discard(name)
         return found
 
     def _partition_files(self, store: Store, partition: Partition) -> set[str]:

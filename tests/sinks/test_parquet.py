@@ -36,6 +36,7 @@ from heapster_columnar.errors import ConfigError, SinkError
 from heapster_columnar.model.dimensions import Dimensions
 from heapster_columnar.model.window import Window
 from heapster_columnar.sinks._parquet_compact import META_INPUTS, META_WINDOWS, SORT_KEYS, sort_points
+from heapster_columnar.sinks._parquet_layout import incomplete_windows
 from heapster_columnar.sinks.parquet import ParquetSink
 from heapster_columnar.sinks.registry import build_sink
 
@@ -148,7 +149,7 @@ def test_building_the_sink_touches_no_file(made: list[Window], tmp_path: Path) -
     assert not (tmp_path / "not").exists()
     sink.write(made[0])
     sink.close()
-    assert files(root, "points") == [f"{HOUR12}/w-20231120T120000000Z-0.parquet"]
+    assert files(root, "points") == [f"{HOUR12}/w-20231120T120000000Z-0of1.parquet"]
 
 
 # --- round trip and layout --------------------------------------------------------------------
@@ -196,12 +197,12 @@ def test_files_land_in_hour_partitions_and_a_filter_on_one_hour_reads_only_its_f
 ) -> None:
     write_all(tmp_path, spread, "compact=false")
     assert files(tmp_path, "points") == [
-        f"{HOUR12}/w-20231120T120000000Z-0.parquet",
-        f"{HOUR12}/w-20231120T122000000Z-0.parquet",
-        f"{HOUR12}/w-20231120T124000000Z-0.parquet",
-        f"{HOUR13}/w-20231120T130000000Z-0.parquet",
-        f"{HOUR13}/w-20231120T132000000Z-0.parquet",
-        f"{HOUR13}/w-20231120T134000000Z-0.parquet",
+        f"{HOUR12}/w-20231120T120000000Z-0of1.parquet",
+        f"{HOUR12}/w-20231120T122000000Z-0of1.parquet",
+        f"{HOUR12}/w-20231120T124000000Z-0of1.parquet",
+        f"{HOUR13}/w-20231120T130000000Z-0of1.parquet",
+        f"{HOUR13}/w-20231120T132000000Z-0of1.parquet",
+        f"{HOUR13}/w-20231120T134000000Z-0of1.parquet",
     ]
     dataset = ds.dataset(tmp_path / "points", partitioning="hive")
     fragments = list(dataset.get_fragments(filter=ds.field("hour") == 13))
@@ -218,8 +219,8 @@ def test_files_land_in_hour_partitions_and_a_filter_on_one_hour_reads_only_its_f
 def test_day_partitions(spread: list[Window], tmp_path: Path) -> None:
     write_all(tmp_path, spread[:2], "partition=day")
     assert files(tmp_path, "points") == [
-        "points/date=2023-11-20/w-20231120T120000000Z-0.parquet",
-        "points/date=2023-11-20/w-20231120T122000000Z-0.parquet",
+        "points/date=2023-11-20/w-20231120T120000000Z-0of1.parquet",
+        "points/date=2023-11-20/w-20231120T122000000Z-0of1.parquet",
     ]
     with pytest.raises(SinkError) as raised:  # the other granule on the same root would break Hive readers
         sink_at(tmp_path, "partition=hour").write(spread[2])
@@ -349,7 +350,7 @@ def test_a_closed_hour_is_compacted_into_one_sorted_file_equal_to_its_windows(
     write_all(tmp_path, spread[:4], "compact_size=1MB")
     (compacted,) = files(tmp_path, HOUR12)
     assert compacted.startswith(f"{HOUR12}/c-20231120T120000000Z-20231120T124000000Z-")
-    assert files(tmp_path, HOUR13) == [f"{HOUR13}/w-20231120T130000000Z-0.parquet"]  # the open hour is left alone
+    assert files(tmp_path, HOUR13) == [f"{HOUR13}/w-20231120T130000000Z-0of1.parquet"]  # the open hour is left alone
     table = pq.read_table(tmp_path / compacted)
     assert rows(table) == expected(spread[:3])
     assert table.equals(sort_points(table))
@@ -420,6 +421,23 @@ for w in windows[:3]:
 compact.remove_inputs = lambda store, paths: os.kill(os.getpid(), signal.SIGKILL)
 sink.write(windows[3])
 sink.wait_for_compaction()
+print("survived", flush=True)
+"""
+)
+
+
+KILL_BETWEEN_PARTS = (
+    CHILD
+    + """
+import heapster_columnar.sinks._parquet_fs as store_module
+sink.write(windows[0])
+publish = store_module.Store.publish
+def first_then_die(self, staged):
+    publish(self, staged[:1])
+    os.kill(os.getpid(), signal.SIGKILL)
+store_module.Store.publish = first_then_die
+sink.write(windows[1].__class__(windows[1].start, windows[1].end, windows[1].batch,
+    pa.concat_tables([windows[1].points] * 4), 1))
 print("survived", flush=True)
 """
 )
@@ -499,6 +517,47 @@ def test_a_crash_between_compaction_write_and_deletions_leaves_no_duplicate_afte
     (compacted,) = files(tmp_path, HOUR12)
     assert "/c-" in compacted
     assert rows(stored(tmp_path)) == expected(spread[:5])
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a window is cut into parts only with 2+ cores")
+def test_a_crash_between_publishing_a_windows_parts_leaves_no_half_window_after_restart(
+    spread: list[Window], tmp_path: Path
+) -> None:
+    with run_child(KILL_BETWEEN_PARTS, tmp_path, "row_group_size=1024") as child:
+        assert child.stdout is not None
+        out = child.stdout.read()
+    assert child.returncode == -signal.SIGKILL and "survived" not in out
+    assert files(tmp_path, HOUR12) == [
+        f"{HOUR12}/w-20231120T120000000Z-0of1.parquet",
+        f"{HOUR12}/w-20231120T122000000Z-0of2.parquet",  # half of the window in flight
+    ]
+    sink = sink_at(tmp_path)
+    sink.write(spread[2])
+    sink.close()
+    assert files(tmp_path, HOUR12) == [
+        f"{HOUR12}/w-20231120T120000000Z-0of1.parquet",
+        f"{HOUR12}/w-20231120T124000000Z-0of1.parquet",
+    ]
+    assert rows(stored(tmp_path)) == expected([spread[0], spread[2]])
+
+
+def test_only_whole_windows_count_and_one_whole_copy_is_kept() -> None:
+    names = [
+        "w-20231120T120000000Z-0of1.parquet",
+        "w-20231120T120015000Z-0of2.parquet",  # part 1 missing
+        "w-20231120T120030000Z-0of2.parquet",
+        "w-20231120T120030000Z-1of2.parquet",
+        "w-20231120T120030000Z-0of1.parquet",  # a whole copy cut otherwise: the 2-part one is kept
+        "w-20231120T120045000Z-0of3.parquet",
+        "w-20231120T120045000Z-2of3.parquet",
+        "c-20231120T120000000Z-20231120T120000000Z-0123abcd.parquet",
+    ]
+    assert incomplete_windows(names) == {
+        "w-20231120T120015000Z-0of2.parquet",
+        "w-20231120T120030000Z-0of1.parquet",
+        "w-20231120T120045000Z-0of3.parquet",
+        "w-20231120T120045000Z-2of3.parquet",
+    }
 
 
 # --- failures ---------------------------------------------------------------------------------
@@ -585,7 +644,7 @@ def test_a_corrupt_file_is_quarantined_named_and_writing_goes_on(
     sink = sink_at(tmp_path, "compact_size=1MB")
     for window in spread[:3]:
         sink.write(window)
-    broken = tmp_path / HOUR12 / "w-20231120T122000000Z-0.parquet"
+    broken = tmp_path / HOUR12 / "w-20231120T122000000Z-0of1.parquet"
     garbage = b"PAR1 not really parquet" * 10
     broken.write_bytes(garbage)
     with caplog.at_level(logging.ERROR, logger="heapster_columnar.sinks.parquet"):
@@ -593,7 +652,7 @@ def test_a_corrupt_file_is_quarantined_named_and_writing_goes_on(
         sink.wait_for_compaction()
     sink.write(spread[4])
     sink.close()
-    quarantined = tmp_path / "_quarantine" / HOUR12 / "w-20231120T122000000Z-0.parquet.corrupt"
+    quarantined = tmp_path / "_quarantine" / HOUR12 / "w-20231120T122000000Z-0of1.parquet.corrupt"
     assert quarantined.read_bytes() == garbage
     assert any(str(broken) in r.getMessage() and "unreadable Parquet" in r.getMessage() for r in caplog.records)
     (compacted,) = files(tmp_path, HOUR12)
@@ -614,7 +673,7 @@ def test_an_fsspec_memory_target_holds_the_same_dataset(spread: list[Window]) ->
     prefix = root[len("memory://") :]
     names = sorted(p.split(f"{prefix}/", 1)[1] for p in memory.find(prefix))
     points = [n for n in names if n.startswith("points/")]
-    assert points[0].startswith(f"{HOUR12}/c-") and points[1:] == [f"{HOUR13}/w-20231120T130000000Z-0.parquet"]
+    assert points[0].startswith(f"{HOUR12}/c-") and points[1:] == [f"{HOUR13}/w-20231120T130000000Z-0of1.parquet"]
     assert "pods/v-20231120T120000000Z.parquet" in names
     dataset = ds.dataset(f"/{prefix}/points", filesystem=PyFileSystem(FSSpecHandler(memory)), partitioning="hive")
     assert rows(dataset.to_table().drop_columns(["date", "hour"])) == expected(spread[:4])
