@@ -128,6 +128,7 @@ def _chart(result: BenchResult, path: Path) -> Path | None:
     figure, axis = plt.subplots(figsize=(8, 4.5))
     for label, values in series.items():
         axis.plot(x, [v if v is not None else float("nan") for v in values], marker="o", label=label)
+    axis.set_xticks(x)
     axis.set_xlabel("window")
     axis.set_ylabel("seconds")
     axis.set_title(f"{result.config['nodes']} nodes, {result.config['resolution_text']} windows")
