@@ -16,12 +16,14 @@ import signal
 from pathlib import Path
 
 import pyarrow as pa
+from aiohttp import web
 
-from heapster_columnar.api.server import ApiOptions, create_app, serve
+from heapster_columnar.api.server import ApiOptions, create_app, serve, warm
 from heapster_columnar.cli._errors import CommandError
 from heapster_columnar.errors import ConfigError
 from heapster_columnar.manager.build import RunConfig, build, check, default_spool_dir
 from heapster_columnar.manager.clock import parse_duration
+from heapster_columnar.manager.loop import WindowOutcome
 from heapster_columnar.model.quantity import parse_quantities
 from heapster_columnar.sinks.memory import MemorySink
 
@@ -149,6 +151,11 @@ async def _collect(config: RunConfig, api: ApiOptions | None, windows: int | Non
                 runner, port = await serve(app, api)
             except ConfigError as exc:
                 raise CommandError(str(exc)) from None
+
+            def prepare(outcome: WindowOutcome, app: web.Application = app) -> None:
+                loop.run_in_executor(None, warm, app, outcome.window)  # kubectl top's list, off the loop
+
+            collector.manager.on_window = prepare
             scheme = "https" if api.tls_cert else "http"
             logging.getLogger("heapster_columnar.manager").info(
                 "serving the APIs on %s://%s:%d", scheme, api.listen_ip or "0.0.0.0", port
