@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from conftest import canonical
+from permissions import shared_directory, unprivileged
 from polars.testing import assert_frame_equal
 from windows import T0, fixture_dimensions, fixture_windows
 
@@ -39,7 +37,6 @@ from heapster_columnar.sinks.registry import build_sink
 
 HERE = Path(__file__).parent
 POD_A, POD_B = "coredns-5dd5756b68-xmx7l", "etcd-datagen-1-28"
-NOBODY = 65534
 
 
 @pytest.fixture(scope="module")
@@ -342,29 +339,8 @@ def test_sigkill_mid_write_loses_at_most_the_window_in_flight(made: list[Window]
 
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
-    """A directory another user can reach (pytest's tmp_path sits in a root-only directory)."""
-    path = Path(tempfile.mkdtemp(prefix="duckdb-sink-"))
-    path.chmod(0o755)
-    yield path
-    for sub in path.rglob("*"):
-        if sub.is_dir():
-            sub.chmod(0o755)
-    shutil.rmtree(path)
-
-
-@contextmanager
-def unprivileged() -> Iterator[None]:
-    """Root ignores file modes: act as nobody for the block (seteuid is reversible for root)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(NOBODY)
-    os.seteuid(NOBODY)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
+    with shared_directory("duckdb-sink-") as path:
+        yield path
 
 
 def test_a_read_only_directory_is_a_permanent_error_naming_the_file(made: list[Window], shared_dir: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from permissions import shared_directory, unprivileged
 from polars.testing import assert_frame_equal
 from windows import fixture_dimensions, fixture_windows
 
@@ -41,7 +41,6 @@ from heapster_columnar.sinks.parquet import ParquetSink
 from heapster_columnar.sinks.registry import build_sink
 
 HERE = Path(__file__).parent
-NOBODY = 65534
 HOUR12 = "points/date=2023-11-20/hour=12"
 HOUR13 = "points/date=2023-11-20/hour=13"
 
@@ -565,29 +564,8 @@ def test_only_whole_windows_count_and_one_whole_copy_is_kept() -> None:
 
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
-    """A directory another user can reach (pytest's tmp_path sits in a root-only directory)."""
-    path = Path(tempfile.mkdtemp(prefix="parquet-sink-"))
-    path.chmod(0o755)
-    yield path
-    for sub in path.rglob("*"):
-        if sub.is_dir():
-            sub.chmod(0o755)
-    shutil.rmtree(path)
-
-
-@contextmanager
-def unprivileged() -> Iterator[None]:
-    """Root ignores file modes: act as nobody for the block (seteuid is reversible for root)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(NOBODY)
-    os.seteuid(NOBODY)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
+    with shared_directory("parquet-sink-") as path:
+        yield path
 
 
 def test_a_read_only_directory_is_a_permanent_error_naming_the_path(made: list[Window], shared_dir: Path) -> None:
