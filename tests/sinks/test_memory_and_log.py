@@ -38,7 +38,10 @@ def test_memory_sink_keeps_windows_and_series_for_their_retention(kubelet_data: 
         sink.write(window)
     kept = sink.windows()
     assert [w.end for w in kept] == [w.end for w in made[-10:]]  # ends within the last 140 s (135 s back)
-    assert sink.latest() is made[-1]
+    latest = sink.latest()
+    assert latest is not None and latest.end == made[-1].end and latest.batch is made[-1].batch
+    assert latest.points.num_rows == 0  # kept in entity form only: the points are the durable sinks'
+    assert sink.windows()[-1] is latest
     series = sink.series()
     assert series is not None
     stamps = pc.unique(series.column("timestamp")).to_pylist()
