@@ -10,7 +10,9 @@ window was handled (from the OS: ``/proc/self/status``). A sampling thread keeps
 from __future__ import annotations
 
 import asyncio
+import shlex
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +39,7 @@ class BenchConfig:
     sinks: Sequence[str] = ()
     spool_dir: Path | None = None
     simulator_args: Sequence[str] = ()
+    external: str | None = None  # another collector's command line instead of ours ({api}, {kubeconfig}, {source})
 
 
 @dataclass(slots=True)
@@ -58,6 +61,7 @@ class BenchResult:
     windows: list[WindowStats] = field(default_factory=list)
     simulator_cpu_seconds: float = 0.0
     process_peak_rss_mib: float = 0.0
+    external: dict[str, Any] | None = None  # what the external collector cost, when one ran
 
     def summary(self) -> dict[str, dict[str, float]]:
         """min / median / max of every per-window figure, over the windows after the first (which
@@ -85,6 +89,7 @@ class BenchResult:
             "summary": self.summary(),
             "simulator_cpu_seconds": self.simulator_cpu_seconds,
             "process_peak_rss_mib": self.process_peak_rss_mib,
+            "external": self.external,
         }
 
 
@@ -129,10 +134,65 @@ def run_bench(config: BenchConfig, *, progress: Callable[[int], None] | None = N
         if config.spool_dir is not None:
             run_config = replace(run_config, spool_dir=config.spool_dir)
         sim_cpu = cpu_seconds(sim.process.pid)
-        asyncio.run(_collect(run_config, config, result, progress))
+        if config.external:
+            result.external = _external(config, sim.api_url, sim.kubeconfig, sim.source, progress)
+        else:
+            asyncio.run(_collect(run_config, config, result, progress))
         result.simulator_cpu_seconds = cpu_seconds(sim.process.pid) - sim_cpu
     result.process_peak_rss_mib = _rss_mib("VmHWM")
     return result
+
+
+def _external(
+    config: BenchConfig, api: str, kubeconfig: str, source: str, progress: Callable[[int], None] | None
+) -> dict[str, Any]:
+    """Run another collector against the same simulator for ``windows`` x ``resolution`` and
+    measure it from the OS the way ours is measured: CPU seconds per window-length and peak RSS."""
+    assert config.external is not None
+    command = config.external.format(api=api, kubeconfig=kubeconfig, source=source)
+    process = subprocess.Popen(shlex.split(command), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    step = config.resolution.total_seconds()
+    per_window, peak, last = [], 0.0, 0.0
+    try:
+        for k in range(config.windows):
+            deadline = time.monotonic() + step
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    error = (process.stderr.read() if process.stderr else "")[-500:]
+                    raise RuntimeError(f"the external collector exited with {process.returncode}: {error}")
+                peak = max(peak, _rss_of(process.pid))
+                time.sleep(0.1)
+            now = cpu_seconds(process.pid)
+            per_window.append(now - last)
+            last = now
+            if progress is not None:
+                progress(k + 1)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+    later = per_window[1:] or per_window
+    return {
+        "command": command,
+        "cpu_seconds_per_window": per_window,
+        "cpu_seconds_median": statistics.median(later),
+        "peak_rss_mib": peak,
+    }
+
+
+def _rss_of(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 async def _collect(

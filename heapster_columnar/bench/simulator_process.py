@@ -24,6 +24,7 @@ class Simulator:
     banner: str  # what it printed up to and including the --source line
     api_url: str
     source: str  # the --source URI to collect from it
+    kubeconfig: str
 
 
 @contextmanager
@@ -43,7 +44,8 @@ def simulator(nodes: int, pods_per_node: int, extra: Sequence[str] = ()) -> Iter
         if match is None:
             raise RuntimeError(f"the simulator printed no API server address:\n{banner}")
         source = banner.splitlines()[-1].split("=", 1)[1].strip().strip("'")
-        yield Simulator(process, banner, match.group(1), source)
+        kubeconfig = re.search(r"kubeconfig:\s+(\S+)", banner)
+        yield Simulator(process, banner, match.group(1), source, kubeconfig.group(1) if kubeconfig else "")
     finally:
         process.terminate()
         process.wait()

@@ -40,6 +40,12 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:  # type
     parser.add_argument("--spool-dir", default=None, help="spool directory of the durable sinks")
     parser.add_argument("--out", default="bench-report", help="report path prefix: <out>.json, .md, .png")
     parser.add_argument("--simulator-arg", action="append", default=[], help="extra argument for simulate")
+    parser.add_argument(
+        "--external",
+        default=None,
+        help="measure another collector instead: its command line, with {api}, {kubeconfig} and {source} "
+        "replaced by the simulator's (e.g. 'metrics-server --kubeconfig {kubeconfig} ...')",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         sinks=tuple(args.sink),
         spool_dir=Path(args.spool_dir) if args.spool_dir else None,
         simulator_args=tuple(args.simulator_arg),
+        external=args.external,
     )
     console = Console(stderr=True)
     print(f"simulator: {args.nodes} nodes x {args.pods_per_node} pods (start-up takes ~6 s per 1,000 nodes)")
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     out.with_suffix(".json").write_bytes(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2))
     table = markdown(result)
     out.with_suffix(".md").write_text(table)
-    chart = _chart(result, out.with_suffix(".png"))
+    chart = _chart(result, out.with_suffix(".png")) if result.windows else None
     print(table)
     print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.md')}" + (f", {chart}" if chart else ""))
     return 0
@@ -81,6 +88,17 @@ def run(args: argparse.Namespace) -> int:
 
 def markdown(result: BenchResult) -> str:
     config = result.config
+    if result.external is not None:
+        external = result.external
+        return (
+            f"**external collector** `{external['command']}` against {config['nodes']} simulated nodes x "
+            f"{config['pods_per_node']} pods for {config['windows']} x {config['resolution_text']}\n\n"
+            "| figure | value |\n|---|---|\n"
+            f"| CPU seconds per {config['resolution_text']} (median, after the first) | "
+            f"{external['cpu_seconds_median']:.3f} |\n"
+            f"| peak RSS | {external['peak_rss_mib']:.0f} MiB |\n"
+            f"| simulator CPU in all | {result.simulator_cpu_seconds:.1f} s |\n"
+        )
     lines = [
         f"**{config['nodes']} nodes x {config['pods_per_node']} pods, {config['resolution_text']} windows, "
         f"sinks: {', '.join(config['sinks']) or 'memory only'}** — {len(result.windows)} windows, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import orjson
@@ -26,3 +27,17 @@ def test_bench_writes_json_markdown_and_png(tmp_path: Path) -> None:
     assert set(report["summary"]["stage:scrape"]) == {"min", "median", "max"}
     assert "| done_seconds |" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_external_collector_is_measured_the_same_way(tmp_path: Path) -> None:
+    """Any command pointed at the simulator; here our own ``run`` as a stand-in for another collector."""
+    out = tmp_path / "external"
+    command = f"{sys.executable} -m heapster_columnar run --source={{source}} --sink=log --metric_resolution=5s"
+    command += " --heapster-port=0"
+    argv = ["bench", "--nodes", "4", "--pods-per-node", "3", "--windows", "3", "--resolution", "5s"]
+    assert main([*argv, "--external", command, "--out", str(out)]) == 0
+    external = orjson.loads(out.with_suffix(".json").read_bytes())["external"]
+    assert "--source=kubernetes.summary_api:http://127.0.0.1:" in external["command"]
+    assert len(external["cpu_seconds_per_window"]) == 3
+    assert external["cpu_seconds_median"] > 0 and external["peak_rss_mib"] > 50
+    assert "external collector" in out.with_suffix(".md").read_text()
