@@ -130,15 +130,20 @@ def build(config: RunConfig, *, telemetry: Telemetry | None = None) -> Collector
 
 
 def _history(sinks: Sequence[Sink]) -> Any:
-    """What the model API reads for ranges older than memory: the first Parquet sink's points."""
-    from heapster_columnar.api.history import ParquetHistory
+    """What the model API reads for ranges older than memory: the first Parquet sink's points, else
+    the first DuckDB sink's snapshot."""
+    from heapster_columnar.api.history import DuckDBHistory, ParquetHistory
     from heapster_columnar.sinks._parquet_fs import open_store
+    from heapster_columnar.sinks.duckdb import DuckDBSink
     from heapster_columnar.sinks.parquet import ParquetSink
 
     for sink in sinks:
         if isinstance(sink, ParquetSink):
             store = open_store(sink.config.target, fsync=False)
             return ParquetHistory(store.fs, store.path("points"))
+    for sink in sinks:
+        if isinstance(sink, DuckDBSink) and sink.config.snapshot:
+            return DuckDBHistory(sink.snapshot_path)
     return None
 
 

@@ -53,3 +53,23 @@ def test_a_range_older_than_memory_reads_the_store(kubelet_data: Path, tmp_path:
         .height
         == 2
     )  # no store yet: no error
+
+
+def test_with_only_duckdb_the_snapshot_answers(kubelet_data: Path, tmp_path: Path) -> None:
+    from heapster_columnar.api.history import DuckDBHistory
+    from heapster_columnar.config.uri import parse_uri
+    from heapster_columnar.sinks.duckdb import DuckDBSink
+
+    windows = fixture_windows(kubelet_data, 4)
+    sink = DuckDBSink.from_uri(parse_uri(f"duckdb:{tmp_path / 'm.duckdb'}?snapshot=15s"))
+    for window in windows:
+        sink.write(window)
+    sink.close()
+    assert sink.snapshot_path.exists()
+    memory = MemorySink(window_retention=timedelta(seconds=20), series_retention=timedelta(seconds=20))
+    for window in windows:
+        memory.write(window)
+    series = ModelApi(memory, DuckDBHistory(sink.snapshot_path)).series(Query(POD, "memory/usage", T0, None, {}))
+    stamps = series["timestamp"].to_list()
+    assert stamps == [w.end for w in windows]  # the two oldest from the snapshot, the rest from memory
+    assert DuckDBHistory(tmp_path / "missing.duckdb").points(POD, "memory/usage", T0, windows[-1].end).num_rows == 0
