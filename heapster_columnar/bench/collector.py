@@ -93,10 +93,14 @@ class BenchResult:
         }
 
 
-def _rss_mib(field_name: str = "VmRSS") -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1]) / 1024
+def _rss_mib(field_name: str = "VmRSS", pid: int | str = "self") -> float:
+    """A memory figure of a process from ``/proc/<pid>/status`` (0 once the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return 0.0
 
 
@@ -160,7 +164,7 @@ def _external(
                 if process.poll() is not None:
                     error = (process.stderr.read() if process.stderr else "")[-500:]
                     raise RuntimeError(f"the external collector exited with {process.returncode}: {error}")
-                peak = max(peak, _rss_of(process.pid))
+                peak = max(peak, _rss_mib(pid=process.pid))
                 time.sleep(0.1)
             now = cpu_seconds(process.pid)
             per_window.append(now - last)
@@ -183,16 +187,6 @@ def _external(
         "cpu_seconds_median": statistics.median(later),
         "peak_rss_mib": peak,
     }
-
-
-def _rss_of(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 async def _collect(
