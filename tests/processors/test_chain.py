@@ -13,35 +13,23 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-import yaml
 
 from heapster_columnar.model.dimensions import Dimensions
 from heapster_columnar.model.labels import LabelCopier
 from heapster_columnar.model.points import to_points
 from heapster_columnar.processors.base import Frames
 from heapster_columnar.processors.chain import Pipeline, ProcessedWindow
-from heapster_columnar.sources.objects import namespaces_table, nodes_table, pods_tables
 from heapster_columnar.sources.summary import decode_summaries
+from tests.sinks.windows import fixture_dimensions
 
 MI = 1 << 20
 NOW = datetime(2023, 11, 20, tzinfo=UTC)
 SUMMARY = "summary-nri-minikube-v1.28-containerd-swap-2023.json"
 
 
-def items(path: Path) -> list[dict[str, Any]]:
-    loaded: dict[str, list[dict[str, Any]]] = yaml.safe_load(path.read_text())
-    return loaded["items"]
-
-
 @pytest.fixture(scope="module")
 def dims(kubelet_data: Path) -> Dimensions:
-    pods, containers = pods_tables(items(kubelet_data / "list-pods-nri-minikube-v1.28-2023.yaml"))
-    return Dimensions(
-        pods,
-        containers,
-        namespaces_table(items(kubelet_data / "list-namespaces-nri-minikube-v1.28-2023.yaml")),
-        nodes_table(items(kubelet_data / "list-nodes-nri-minikube-v1.28-2023.yaml")),
-    )
+    return fixture_dimensions(kubelet_data)
 
 
 def run(kubelet_data: Path, dims: Dimensions, labels: LabelCopier | None = None) -> ProcessedWindow:
