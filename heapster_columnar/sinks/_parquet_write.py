@@ -38,18 +38,25 @@ class WriterOptions:
 
     compression: str = "zstd"
     compression_level: int | None = None
-    row_group_size: int = 1 << 20  # rows
+    row_group_size: int = 1 << 22  # rows; see ``kwargs`` for why not Arrow's 1 Mi
 
     def kwargs(self, schema: pa.Schema, sorting: Sequence[str] = ()) -> dict[str, Any]:
-        """``pq.write_table`` keywords: standard encodings only (dictionary for strings, plain for
-        numbers and times), ``timestamp[ms, UTC]`` kept as is, statistics on the pruning columns."""
+        """``pq.write_table`` keywords: standard encodings only (dictionary for strings and times,
+        plain for numbers), ``timestamp[ms, UTC]`` kept as is, statistics on the pruning columns.
+
+        Measured on a 5,000-node window (13.6 M points, ``bench_parquet_sink.py``): the writer
+        stores an Arrow dictionary whole in every row group, so with 150,000 pods each 1 Mi-row
+        group repeated ~10 MiB of pod names and ids; 4 Mi-row groups cut CPU by a quarter and size
+        by a sixth. Times repeat per entity (``start_time``) or per node (``sample_time``), so a
+        dictionary page beats plain int64 through zstd: another 10 % size, 5 % CPU.
+        """
         names = schema.names
         return {
             "version": "2.6",
             "compression": self.compression,
             "compression_level": self.compression_level,
             "row_group_size": self.row_group_size,
-            "use_dictionary": [f.name for f in schema if _is_string(f.type)],
+            "use_dictionary": [f.name for f in schema if _is_string(f.type) or pa.types.is_timestamp(f.type)],
             "write_statistics": [n for n in STATISTICS_COLUMNS if n in names],
             "dictionary_pagesize_limit": 16 << 20,
             "write_batch_size": 1 << 16,  # fewer per-batch passes than the default 1,024 (~5 % CPU)
@@ -98,8 +105,8 @@ def metric_ordered(points: pa.Table) -> pa.Table:
 
 
 def part_count(rows: int, row_group_size: int) -> int:
-    """How many files a window of ``rows`` becomes: one per core, each at least two row groups."""
-    return max(1, min(len(os.sched_getaffinity(0)), rows // (2 * row_group_size)))
+    """How many files a window of ``rows`` becomes: one per core, each at least one row group."""
+    return max(1, min(len(os.sched_getaffinity(0)), rows // row_group_size))
 
 
 def write_parts(

@@ -10,7 +10,7 @@ Options (all validated before any I/O):
 
 - ``partition``: ``hour`` (default) or ``day`` — the directory granule, and what is compacted;
 - ``compression``: ``zstd`` (default), ``snappy``, ``gzip``, ``lz4``, ``none``; ``compression_level``;
-- ``row_group_size``: rows per row group (default 1,048,576; at least 1,024);
+- ``row_group_size``: rows per row group (default 4,194,304; at least 1,024);
 - ``compact``: merge a closed partition's small files (default true); ``compact_min_files`` (default
   2) small files are needed; ``compact_size`` is the compacted file size (default 64MB; K/M/G are
   binary units), and a file below half of it is small;
@@ -132,7 +132,7 @@ class ParquetSink:
         writer = WriterOptions(
             compression=compression,
             compression_level=level,
-            row_group_size=uri.integer("row_group_size", 1 << 20, minimum=1024),
+            row_group_size=uri.integer("row_group_size", 1 << 22, minimum=1024),
         )
         compaction = CompactOptions(
             enabled=uri.flag("compact", True),

@@ -111,7 +111,7 @@ def test_every_option_is_read() -> None:
     assert (defaults.partition, defaults.writer.compression, defaults.writer.row_group_size) == (
         "hour",
         "zstd",
-        1 << 20,
+        1 << 22,
     )
     assert (defaults.compaction.enabled, defaults.compaction.target_bytes, defaults.fsync) == (True, 64 << 20, True)
 
