@@ -3,8 +3,8 @@
     python benchmarks/bench_history.py --nodes 20 --days 7 --resolution 60
 
 Builds a store shaped as the Parquet sink leaves it after compaction: Hive ``date=/hour=``
-partitions, one file per hour, rows sorted by metric, namespace, node, pod, container and time
-(``sinks/_parquet_compact.py``'s order). The windows are one processed synthetic window
+partitions, one file per hour, sorted and written with the compactor's own order and writer
+settings (``sinks/_parquet_compact.py``). The windows are one processed synthetic window
 (``_window.bench_window``) re-stamped every ``--resolution`` seconds for ``--days`` days. Then the
 model API (memory holding only the newest window) answers ``cpu/usage_rate`` of one namespace
 over the whole range, through ``ParquetHistory``; the answer is checked against the store.
@@ -29,9 +29,9 @@ from _window import bench_window
 
 from heapster_columnar.api.history import ParquetHistory
 from heapster_columnar.api.model import ModelApi, Query
+from heapster_columnar.sinks._parquet_compact import SORT_KEYS, sort_points
+from heapster_columnar.sinks._parquet_write import WriterOptions
 from heapster_columnar.sinks.memory import MemorySink
-
-SORT = ["metric", "namespace_name", "nodename", "pod_name", "container_name", "timestamp"]
 
 
 def main() -> None:
@@ -56,11 +56,11 @@ def main() -> None:
         table = pa.concat_tables(
             [base.set_column(0, "timestamp", pa.array([s] * base.num_rows, base.schema.field(0).type)) for s in stamps]
         )
-        keys = pa.table({c: table.column(c).cast(pa.string()) if c != "timestamp" else table.column(c) for c in SORT})
-        table = table.take(pc.sort_indices(keys, [(c, "ascending") for c in SORT]))
+        table = sort_points(table)
         directory = points_dir / f"date={first:%Y-%m-%d}" / f"hour={first:%H}"
         directory.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, directory / f"c-{hour:04d}.parquet", row_group_size=256 * 1024, compression="zstd")
+        kwargs = WriterOptions().for_compaction().kwargs(table.schema, sorting=SORT_KEYS)
+        pq.write_table(table, directory / f"c-{hour:04d}.parquet", **kwargs)
         rows += table.num_rows
     size = sum(p.stat().st_size for p in points_dir.rglob("*.parquet"))
     print(
@@ -72,15 +72,7 @@ def main() -> None:
     namespace = sorted(namespaces)[0]
     memory = MemorySink()
     memory.write(window)
-    api = ModelApi(memory, ParquetHistory(pafs.LocalFileSystem(), str(points_dir)))
     query = Query(("ns", None, namespace, None, None), "cpu/usage_rate", start, window.end, {})
-    seconds = []
-    series = None
-    for _ in range(args.repeat):
-        began = time.perf_counter()
-        series = api.series(query)
-        seconds.append(time.perf_counter() - began)
-    assert series is not None
     want = (
         ds.dataset(points_dir, format="parquet", partitioning="hive")
         .to_table(
@@ -90,9 +82,29 @@ def main() -> None:
         )
         .num_rows
     )
-    assert series.height == want + 1, (series.height, want)  # the store's windows + memory's newest
-    print(f"namespace {namespace!r}, cpu/usage_rate over {args.days} days: {series.height:,} points")
-    print(f"query: min {min(seconds) * 1000:.0f} ms, median {statistics.median(seconds) * 1000:.0f} ms")
+    # The same store through both readers: DuckDB (local disks, the default) and pyarrow's scanner
+    # (what object stores and fsspec targets get; a SubTreeFileSystem stands for one here).
+    readers = {
+        "duckdb read_parquet (local disk)": ParquetHistory(pafs.LocalFileSystem(), str(points_dir)),
+        "pyarrow dataset (object stores)": ParquetHistory(
+            pafs.SubTreeFileSystem(str(root), pafs.LocalFileSystem()), "points"
+        ),
+    }
+    answers = []
+    for label, history in readers.items():
+        api = ModelApi(memory, history)
+        seconds = []
+        series = None
+        for _ in range(args.repeat):
+            began = time.perf_counter()
+            series = api.series(query)
+            seconds.append(time.perf_counter() - began)
+        assert series is not None
+        assert series.height == want + 1, (series.height, want)  # the store's windows + memory's newest
+        answers.append(series)
+        print(f"{label}: min {min(seconds) * 1000:.0f} ms, median {statistics.median(seconds) * 1000:.0f} ms")
+    assert answers[0].equals(answers[1]), "the two readers disagree"
+    print(f"namespace {namespace!r}, cpu/usage_rate over {args.days} days: {want + 1:,} points, same from both readers")
     shutil.rmtree(root)
 
 

@@ -129,7 +129,7 @@ class Compactor:
         name = compacted_name(ordered[0], ordered[-1], tag)
         metadata = {**(merged.schema.metadata or {}), META_INPUTS: json.dumps(used), META_WINDOWS: json.dumps(ordered)}
         merged = merged.replace_schema_metadata(metadata)
-        kwargs = self.writer.kwargs(merged.schema, sorting=SORT_KEYS)
+        kwargs = self.writer.for_compaction().kwargs(merged.schema, sorting=SORT_KEYS)
         self.store.write_table(f"{directory}/{name}", merged, kwargs)
         remove_inputs(self.store, [f"{directory}/{n}" for n in used])
         log.info("parquet: compacted %d files of %s into %s (%d rows)", len(used), partition.path, name, len(merged))

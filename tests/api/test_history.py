@@ -73,3 +73,36 @@ def test_with_only_duckdb_the_snapshot_answers(kubelet_data: Path, tmp_path: Pat
     stamps = series["timestamp"].to_list()
     assert stamps == [w.end for w in windows]  # the two oldest from the snapshot, the rest from memory
     assert DuckDBHistory(tmp_path / "missing.duckdb").points(POD, "memory/usage", T0, windows[-1].end).num_rows == 0
+
+
+def test_both_readers_agree_across_midnight(kubelet_data: Path, tmp_path: Path) -> None:
+    """DuckDB (local disks) and pyarrow (object stores) return the same points, and the date
+    pruning keeps a range that crosses midnight whole: [23:40, 00:10) holds windows 23:40, 23:50,
+    00:00 of the six written by the real sink."""
+    from datetime import UTC, datetime
+
+    from heapster_columnar.config.uri import parse_uri
+    from heapster_columnar.sinks.parquet import ParquetSink
+
+    first = datetime(2024, 6, 1, 23, 30, tzinfo=UTC)
+    windows = fixture_windows(kubelet_data, 6, timedelta(minutes=10), start=first)
+    sink = ParquetSink.from_uri(parse_uri(f"parquet:{tmp_path}?compact=false"))
+    for window in windows:
+        sink.write(window)
+    sink.close()
+    assert sorted(p.name for p in (tmp_path / "points").iterdir()) == ["date=2024-06-01", "date=2024-06-02"]
+
+    begin, end = first + timedelta(minutes=10), first + timedelta(minutes=40)
+    local = ParquetHistory(pafs.LocalFileSystem(), str(tmp_path / "points")).points(POD, "memory/usage", begin, end)
+    remote = ParquetHistory(pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()), "points").points(
+        POD, "memory/usage", begin, end
+    )
+    want = []
+    for window in windows[1:4]:
+        entities = pl.from_arrow(window.batch.entities)
+        assert isinstance(entities, pl.DataFrame)
+        row = entities.filter((pl.col("type") == "pod") & (pl.col("pod_name") == POD[3])).row(0, named=True)
+        want.append((window.end, row["memory/usage"]))
+    for table in (local, remote):
+        assert list(zip(table["timestamp"].to_pylist(), table["value_int"].to_pylist(), strict=True)) == want
+        assert table.schema.field("timestamp").type == pa.timestamp("ms", "UTC")
