@@ -27,6 +27,10 @@ PODS_SCHEMA = pa.schema(
         pa.field("phase", pa.string()),
         pa.field("start_time", TIME).with_metadata({"doc": "status.startTime"}),
         pa.field("labels", LABELS_TYPE),
+        pa.field("owner_kind", pa.string()).with_metadata(
+            {"doc": "kind of the controlling ownerReference (controller=true, else the first); null if none"}
+        ),
+        pa.field("owner_name", pa.string()).with_metadata({"doc": "name of that ownerReference"}),
     ]
 )
 

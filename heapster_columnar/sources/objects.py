@@ -39,12 +39,13 @@ __all__ = ["namespaces_table", "nodes_table", "pods_tables"]
 _S = pa.string()
 _QUANTITIES = pa.map_(_S, _S)
 _METADATA = pa.struct([("name", _S), ("namespace", _S), ("uid", _S), ("labels", LABELS_TYPE)])
+_OWNERS = pa.list_(pa.struct([("kind", _S), ("name", _S), ("controller", pa.bool_())]))
 _CONTAINER = pa.struct(
     [("name", _S), ("image", _S), ("resources", pa.struct([("requests", _QUANTITIES), ("limits", _QUANTITIES)]))]
 )
 _POD = pa.struct(
     [
-        ("metadata", _METADATA),
+        ("metadata", pa.struct([*_METADATA, ("ownerReferences", _OWNERS)])),
         ("spec", pa.struct([("nodeName", _S), ("containers", pa.list_(_CONTAINER))])),
         (
             "status",
@@ -96,6 +97,7 @@ def pods_tables(pods: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, pa.Table]:
             _field(objects, "status.phase"),
             _timestamps(_field(objects, "status.startTime"), "pods", pod_names),
             _field(objects, "metadata.labels"),
+            *_controller(_field(objects, "metadata.ownerReferences")),
         ],
         schema=PODS_SCHEMA,
     )
@@ -129,6 +131,21 @@ def pods_tables(pods: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, pa.Table]:
         "other_requests": requests.others(exclude=list(_RESOURCES)),
     }
     return pods_table, pa.Table.from_pydict(columns, schema=CONTAINERS_SCHEMA)
+
+
+def _controller(owners: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(kind, name) per pod of its controlling owner reference: the first with ``controller: true``,
+    else the first listed (what ``kubectl`` and the garbage collector treat as the owner)."""
+    flat = pc.list_flatten(owners)
+    parent = pc.list_parent_indices(owners).cast(pa.int64()).to_numpy()
+    controller = pc.fill_null(pc.struct_field(flat, "controller"), False).to_numpy(zero_copy_only=False)
+    # rank each reference: controllers first, then list order; keep the best per pod
+    order = np.lexsort((np.arange(len(parent)), ~controller, parent))
+    first = order[np.concatenate([[True], parent[order][1:] != parent[order][:-1]])] if len(order) else order
+    pick = np.full(len(owners), -1, np.int64)
+    pick[parent[first]] = first
+    index = pa.array(pick, mask=pick < 0)
+    return pc.struct_field(flat, "kind").take(index), pc.struct_field(flat, "name").take(index)
 
 
 def namespaces_table(namespaces: Sequence[Mapping[str, Any]]) -> pa.Table:

@@ -14,6 +14,7 @@ from kubernetes.client import (
     ApiClient,
     V1Container,
     V1ObjectMeta,
+    V1OwnerReference,
     V1Pod,
     V1PodSpec,
     V1PodStatus,
@@ -103,6 +104,28 @@ def test_honeycomb_pod_list(kubelet_data: Path) -> None:
     # calico-node has three init containers: not reported (Heapster)
     assert [r["name"] for r in containers.to_pylist() if r["pod_name"] == "calico-node-h2bjp"] == ["calico-node"]
     assert c["calico-node-h2bjp", "calico-node"]["cpu_request"] == 250
+    owners = {r["name"]: (r["owner_kind"], r["owner_name"]) for r in pods.to_pylist()}
+    assert owners["speaker-cpxhz"] == ("DaemonSet", "speaker")
+    assert owners["grafana-7db5dff8ff-vwrnf"] == ("ReplicaSet", "grafana-7db5dff8ff")
+
+
+def test_the_owner_is_the_controller_reference_else_the_first() -> None:
+    def pod(name: str, owners: list[dict[str, Any]] | None) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "n", "ownerReferences": owners}}
+
+    pods, _ = pods_tables(
+        [
+            pod(
+                "a",
+                [{"kind": "Node", "name": "n1"}, {"kind": "ReplicaSet", "name": "web-7d4b9c", "controller": True}],
+            ),
+            pod("b", None),
+            pod("c", [{"kind": "Node", "name": "n1"}, {"kind": "Job", "name": "j", "controller": False}]),
+            pod("d", []),
+        ]
+    )
+    got = [(r["owner_kind"], r["owner_name"]) for r in pods.to_pylist()]
+    assert got == [("ReplicaSet", "web-7d4b9c"), (None, None), ("Node", "n1"), (None, None)]
 
 
 def test_kubelet_pods_endpoint(kubelet_data: Path) -> None:
@@ -202,7 +225,15 @@ def test_odd_pods() -> None:
 def test_kubernetes_client_objects() -> None:
     """What ``ApiClient.sanitize_for_serialization`` gives: camelCase keys, ISO times with +00:00."""
     obj = V1Pod(
-        metadata=V1ObjectMeta(name="web-1", namespace="shop", uid="u-1", labels={"app": "web"}),
+        metadata=V1ObjectMeta(
+            name="web-1",
+            namespace="shop",
+            uid="u-1",
+            labels={"app": "web"},
+            owner_references=[
+                V1OwnerReference(api_version="apps/v1", kind="ReplicaSet", name="web-5d8f", uid="r", controller=True)
+            ],
+        ),
         spec=V1PodSpec(
             node_name="node-1",
             containers=[
@@ -221,6 +252,8 @@ def test_kubernetes_client_objects() -> None:
             "phase": "Running",
             "start_time": datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
             "labels": [("app", "web")],
+            "owner_kind": "ReplicaSet",
+            "owner_name": "web-5d8f",
         }
     ]
     assert containers.column("cpu_request").to_pylist() == [1000]
