@@ -1,5 +1,2 @@
-"""Analysis helpers over points tables and stored history (the notebook API)."""
-
-from heapster_columnar.analysis.overview import per_node
-
-__all__ = ["per_node"]
+"""Analysis of stored history: open a Parquet store, read daily rollups, answer the standard
+questions (usage over time, top consumers, right-sizing, chargeback, node efficiency)."""

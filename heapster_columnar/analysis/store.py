@@ -1,0 +1,306 @@
+"""A Parquet store opened for analysis: Polars LazyFrames and a DuckDB connection with views.
+
+The store is what the Parquet sink (``run --sink parquet:PATH``) or ``simulate --backfill``
+writes: ``points/date=/hour=/*.parquet`` in the points schema (docs/schema.md), dimension
+snapshots ``pods/``, ``containers/``, ``namespaces/``, ``nodes/`` with ``valid_from``, and the
+daily rollups ``rollups/container_days/`` and ``rollups/node_days/`` (:mod:`.rollups`).
+
+Every read is lazy and filtered before it is collected: a time range becomes a filter on the
+``date`` partition column (whole directories skipped) and on ``timestamp`` (row groups skipped by
+their statistics), metric / type / namespace filters reach the row-group statistics of the sorted
+files. Local paths are scanned by Polars' own reader; object-store and fsspec URLs through a
+pyarrow dataset on the same filesystem the sink writes with.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from heapster_columnar.errors import ConfigError, StoreError
+from heapster_columnar.sinks._parquet_fs import open_store
+from heapster_columnar.sinks._parquet_layout import DIMENSION_TABLES, POINTS
+
+__all__ = ["ALL_TIME", "DIMENSION_TABLES", "ROLLUP_TABLES", "Store", "TimeRange", "parse_duration"]
+
+ROLLUP_TABLES = ("container_days", "node_days")
+ROLLUPS = "rollups"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` → timedelta (ConfigError naming the text otherwise)."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise ConfigError(f"{text!r} is not a duration (examples: 15m, 12h, 7d, 2w)")
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"{text!r}: a duration must be positive")
+    return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """``[start, end)`` in UTC; either bound may be open."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def days(self) -> tuple[date | None, date | None]:
+        """The UTC dates the range touches (for partition pruning)."""
+        last = None
+        if self.end is not None:
+            last = (self.end - timedelta(microseconds=1)).astimezone(UTC).date()
+        return (self.start.astimezone(UTC).date() if self.start else None), last
+
+
+ALL_TIME = TimeRange()
+
+
+class Store:
+    """One store, opened read-only. ``Store.open(path_or_url)``; nothing is read until asked."""
+
+    def __init__(self, location: str, filesystem: pafs.FileSystem, root: str, local: bool) -> None:
+        self.location, self.filesystem, self.root, self.local = location, filesystem, root, local
+
+    @classmethod
+    def open(cls, location: str | os.PathLike[str]) -> Store:
+        """Open a local path, ``file://``, ``s3://``, ``gs://`` … or any fsspec URL.
+
+        Raises ``StoreError`` when there is no ``points/`` directory (not a store, or a typo).
+        """
+        text = os.fspath(location)
+        try:
+            opened = open_store(text, fsync=False)
+            info = opened.fs.get_file_info(opened.path(POINTS))
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise StoreError(f"cannot open store {text!r}: {exc}") from exc
+        if info.type != pafs.FileType.Directory:
+            raise StoreError(f"{text!r} is not a heapster-columnar store: it has no {POINTS}/ directory")
+        return cls(text, opened.fs, opened.root, opened.local)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    # -- points ---------------------------------------------------------------------------------
+
+    def points(
+        self,
+        time: TimeRange | None = None,
+        *,
+        metrics: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        namespaces: Sequence[str] | None = None,
+        nodes: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        """The points in ``time``, filtered; string columns as ``String``, no partition columns."""
+        time = time or ALL_TIME
+        frame = self._scan(self.path(POINTS))
+        if frame is None:
+            return _empty_points()
+        names = frame.collect_schema().names()
+        first, last = time.days()
+        filters: list[pl.Expr] = []
+        if first is not None:
+            filters += [pl.col("date") >= first, pl.col("timestamp") >= time.start]
+        if last is not None:
+            filters += [pl.col("date") <= last, pl.col("timestamp") < time.end]
+        for column, wanted in (
+            ("metric", metrics),
+            ("type", types),
+            ("namespace_name", namespaces),
+            ("nodename", nodes),
+        ):
+            if wanted is not None:
+                filters.append(pl.col(column).cast(pl.String).is_in(list(wanted)))
+        if filters:
+            frame = frame.filter(*filters)
+        keep = [c for c in names if c not in ("date", "hour")]
+        return frame.select(
+            [
+                pl.col(c)
+                if c in ("timestamp", "sample_time", "start_time", "value", "value_int")
+                else pl.col(c).cast(pl.String)
+                for c in keep
+            ]
+        )
+
+    def span(self) -> tuple[datetime, datetime] | None:
+        """First and last window end in the store, read from the oldest and newest partitions only."""
+        days = self._partition_dates(self.path(POINTS))
+        if not days:
+            return None
+        first = self.points(TimeRange(_midnight(days[0]), _midnight(days[0]) + timedelta(days=1)))
+        last = self.points(TimeRange(_midnight(days[-1]), _midnight(days[-1]) + timedelta(days=1)))
+        low = first.select(pl.col("timestamp").min()).collect().item()
+        high = last.select(pl.col("timestamp").max()).collect().item()
+        if low is None or high is None:
+            return None
+        return low, high
+
+    def resolve(self, since: str | timedelta | datetime | None = None, until: datetime | None = None) -> TimeRange:
+        """A report's range: ``since`` as a duration counts back from ``until``, which defaults to
+        just after the store's newest window (not the wall clock: a store copied off a cluster or
+        backfilled last month still answers "the last 7 days" with data)."""
+        if until is None:
+            span = self.span()
+            until = (span[1] + timedelta(milliseconds=1)) if span else datetime.now(UTC)
+        if isinstance(since, str):
+            since = parse_duration(since)
+        start = until - since if isinstance(since, timedelta) else since
+        if start is not None and start >= until:
+            raise ConfigError(f"the range is empty: since {start.isoformat()} is not before {until.isoformat()}")
+        return TimeRange(start, until)
+
+    # -- dimensions -----------------------------------------------------------------------------
+
+    def snapshots(self, table: str) -> pl.LazyFrame:
+        """Every stored snapshot of a dimension table, each row with its ``valid_from``."""
+        if table not in DIMENSION_TABLES:
+            raise ConfigError(f"unknown dimension table {table!r} (one of {', '.join(DIMENSION_TABLES)})")
+        frame = self._scan(self.path(table), hive=False)
+        if frame is None:
+            return pl.LazyFrame(schema={"valid_from": pl.Datetime("ms", "UTC")})
+        return frame
+
+    def dimension(self, table: str, at: datetime | None = None) -> pl.DataFrame:
+        """The snapshot in force at ``at`` (the newest one when ``at`` is None)."""
+        frame = self.snapshots(table)
+        if at is not None:
+            frame = frame.filter(pl.col("valid_from") <= at)
+        return frame.filter(pl.col("valid_from") == pl.col("valid_from").max()).collect()
+
+    def last_known(self, table: str, keys: Sequence[str]) -> pl.LazyFrame:
+        """Per key, the newest row any snapshot holds: the attributes of pods and containers that
+        have been deleted since, which a notebook still wants for their history."""
+        frame = self.snapshots(table)
+        if not set(keys) <= set(frame.collect_schema().names()):
+            return frame  # no snapshot stored
+        return frame.sort("valid_from").unique(subset=list(keys), keep="last", maintain_order=True)
+
+    # -- rollups --------------------------------------------------------------------------------
+
+    def rollups(self, table: str, time: TimeRange | None = None) -> pl.LazyFrame | None:
+        """The materialized daily rollup rows of the days in ``time``, the partition's date as
+        ``day`` (``None``: none stored)."""
+        if table not in ROLLUP_TABLES:
+            raise ConfigError(f"unknown rollup table {table!r} (one of {', '.join(ROLLUP_TABLES)})")
+        time = time or ALL_TIME
+        frame = self._scan(self.path(ROLLUPS, table))
+        if frame is None:
+            return None
+        first, last = time.days()
+        if first is not None:
+            frame = frame.filter(pl.col("date") >= first)
+        if last is not None:
+            frame = frame.filter(pl.col("date") <= last)
+        return frame.rename({"date": "day"})
+
+    def rollup_dates(self, table: str) -> list[date]:
+        """Days whose rollups are materialized."""
+        return self._partition_dates(self.path(ROLLUPS, table))
+
+    def point_dates(self) -> list[date]:
+        """Days that have points."""
+        return self._partition_dates(self.path(POINTS))
+
+    # -- SQL --------------------------------------------------------------------------------------
+
+    def duckdb(self, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with views ``points`` (Hive partitions ``date``, ``hour`` included),
+        ``pods``, ``containers``, ``namespaces``, ``nodes`` (every snapshot, with ``valid_from``)
+        and the rollups present. Local stores only (DuckDB reads object stores through its own
+        ``httpfs`` extension, configured by the user)."""
+        if not self.local:
+            raise StoreError(f"{self.location}: DuckDB views need a local store; use the Polars frames for URLs")
+        con = con or duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        views = {"points": self.path(POINTS)}
+        views.update({t: self.path(t) for t in DIMENSION_TABLES})
+        views.update({t: self.path(ROLLUPS, t) for t in ROLLUP_TABLES})
+        for name, directory in views.items():
+            if not any(Path(directory).rglob("*.parquet")):
+                continue
+            hive = "true" if name == "points" or name in ROLLUP_TABLES else "false"
+            glob = str(Path(directory) / "**" / "*.parquet").replace("'", "''")
+            con.execute(
+                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{glob}', "
+                f"hive_partitioning = {hive}, union_by_name = true)"
+            )
+        return con
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _files(self, directory: str) -> list[str]:
+        selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
+        try:
+            infos = self.filesystem.get_file_info(selector)
+        except OSError as exc:
+            raise StoreError(f"{self.location}: cannot list {directory}: {exc}") from exc
+        return sorted(
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.File
+            and i.path.endswith(".parquet")
+            and not any(part.startswith(("_", ".")) for part in i.path[len(directory) :].split("/"))
+        )
+
+    def _scan(self, directory: str, *, hive: bool = True) -> pl.LazyFrame | None:
+        if self.local:
+            if not any(Path(directory).rglob("*.parquet")):
+                return None
+            return pl.scan_parquet(
+                str(Path(directory) / "**" / "*.parquet"),
+                hive_partitioning=hive,
+                missing_columns="insert",
+                extra_columns="ignore",
+            )
+        files = self._files(directory)
+        if not files:
+            return None
+        dataset = ds.dataset(
+            files,
+            filesystem=self.filesystem,
+            format="parquet",
+            partitioning=ds.partitioning(flavor="hive") if hive else None,
+            partition_base_dir=directory if hive else None,
+        )
+        return pl.scan_pyarrow_dataset(dataset)
+
+    def _partition_dates(self, directory: str) -> list[date]:
+        try:
+            infos = self.filesystem.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+        except OSError as exc:
+            raise StoreError(f"{self.location}: cannot list {directory}: {exc}") from exc
+        out = []
+        for info in infos:
+            name = info.path.rsplit("/", 1)[-1]
+            if info.type == pafs.FileType.Directory and name.startswith("date="):
+                try:
+                    out.append(date.fromisoformat(name[5:]))
+                except ValueError:
+                    continue
+        return sorted(out)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _empty_points() -> pl.LazyFrame:
+    from heapster_columnar.model.schema import POINTS_SCHEMA
+
+    frame = pl.from_arrow(POINTS_SCHEMA.empty_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame.lazy().with_columns(pl.col(pl.Categorical).cast(pl.String))
