@@ -122,12 +122,15 @@ def step_seconds(points: pl.LazyFrame) -> float:
 def rollup_points(store: Store, time: TimeRange) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(container_days, node_days) computed from the store's points of ``time`` (whole days)."""
     points = store.points(time, metrics=[CPU_METRIC, MEMORY_METRIC], types=["pod_container", "node"])
-    return rollup_frames(
-        points,
-        containers=store.last_known("containers", ["namespace", "pod_name", "name"]),
-        pods=store.last_known("pods", ["namespace", "name"]),
-        nodes=store.last_known("nodes", ["name"]),
-    )
+    try:
+        return rollup_frames(
+            points,
+            containers=store.last_known("containers", ["namespace", "pod_name", "name"]),
+            pods=store.last_known("pods", ["namespace", "name"]),
+            nodes=store.last_known("nodes", ["name"]),
+        )
+    except (pl.exceptions.ComputeError, OSError) as exc:
+        raise store.error(exc) from exc
 
 
 def rollup_frames(
@@ -328,7 +331,7 @@ def _read(store: Store, table: str, time: TimeRange) -> pl.DataFrame:
             frames.append((containers if table == "container_days" else nodes).lazy())
     if not frames:
         return pl.DataFrame()
-    frame = pl.concat(frames, how="diagonal_relaxed").collect()
+    frame = store.collect(pl.concat(frames, how="diagonal_relaxed"))
     return frame.select("day", pl.exclude("day"))
 
 

@@ -26,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from heapster_columnar.errors import ConfigError, StoreError
 from heapster_columnar.sinks._parquet_fs import open_store
@@ -240,6 +241,40 @@ class Store:
             )
         return con
 
+    # -- errors ---------------------------------------------------------------------------------
+
+    def collect(self, frame: pl.LazyFrame) -> pl.DataFrame:
+        """``frame.collect()``, with an unreadable file named (see :meth:`error`)."""
+        try:
+            return frame.collect()
+        except (pl.exceptions.ComputeError, OSError) as exc:
+            raise self.error(exc) from exc
+
+    def error(self, exc: BaseException) -> StoreError:
+        """The error to raise for a failed read: Polars reports a corrupt footer or page without
+        its path, so the store's files are checked one by one to name the culprit."""
+        bad = self.verify()
+        if bad:
+            return StoreError(
+                f"{self.location}: unreadable Parquet file(s) {', '.join(bad)} ({exc}); move them aside "
+                "(the Parquet sink quarantines such files into _quarantine/ on its next compaction)"
+            )
+        return StoreError(f"{self.location}: {exc}")
+
+    def verify(self) -> list[str]:
+        """Paths of files whose Parquet footer cannot be read (truncated, overwritten, not Parquet)."""
+        directories = [self.path(POINTS), *(self.path(t) for t in DIMENSION_TABLES)]
+        directories += [self.path(ROLLUPS, t) for t in ROLLUP_TABLES]
+        bad = []
+        for directory in directories:
+            for path in self._files(directory):
+                try:
+                    with self.filesystem.open_input_file(path) as f:
+                        pq.read_metadata(f)
+                except (OSError, pa.ArrowException):
+                    bad.append(path)
+        return bad
+
     # -- helpers --------------------------------------------------------------------------------
 
     def _files(self, directory: str) -> list[str]:
@@ -273,7 +308,7 @@ class Store:
             files,
             filesystem=self.filesystem,
             format="parquet",
-            partitioning=ds.partitioning(flavor="hive") if hive else None,
+            partitioning=_hive_schema(files) if hive else None,
             partition_base_dir=directory if hive else None,
         )
         return pl.scan_pyarrow_dataset(dataset)
@@ -292,6 +327,14 @@ class Store:
                 except ValueError:
                     continue
         return sorted(out)
+
+
+def _hive_schema(files: Sequence[str]) -> ds.Partitioning:
+    """Typed partition columns (as Polars' own reader types them): ``date`` a date, ``hour`` an int."""
+    fields = [pa.field("date", pa.date32())]
+    if any("/hour=" in f for f in files):
+        fields.append(pa.field("hour", pa.int32()))
+    return ds.partitioning(pa.schema(fields), flavor="hive")
 
 
 def _midnight(day: date) -> datetime:
