@@ -36,6 +36,7 @@ __all__ = [
     "node_days",
     "rollup_frames",
     "rollup_points",
+    "whole_days",
     "workload_of",
     "write_rollups",
 ]
@@ -316,18 +317,45 @@ def materialize(store: Store, days: Sequence[date] | None = None) -> list[date]:
     return done
 
 
-def _read(store: Store, table: str, time: TimeRange) -> pl.DataFrame:
-    """Stored rows of whole days in ``time`` plus, for days without a stored file, computed ones."""
+def whole_days(time: TimeRange) -> tuple[date | None, date | None]:
+    """The UTC days a rollup-based answer covers: those that start inside ``time`` (a range
+    starting mid-day starts at the next midnight, so ``7d`` back from the newest window is seven
+    days, the newest one partial), up to the day of its end."""
     first, last = time.days()
+    if (
+        time.start is not None
+        and first is not None
+        and time.start > datetime(first.year, first.month, first.day, tzinfo=UTC)
+    ):
+        first += timedelta(days=1)
+    return first, last
+
+
+def _computed(store: Store, day: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both tables of a day without stored rollups, computed once per store object and kept until
+    the day's files change (the open day grows with every window)."""
+    signature = store.day_signature(day)
+    cache: dict[date, tuple[object, tuple[pl.DataFrame, pl.DataFrame]]] = store.cache.setdefault("rollups", {})
+    hit = cache.get(day)
+    if hit is not None and hit[0] == signature:
+        return hit[1]
+    tables = rollup_points(store, _day_range(day))
+    cache[day] = (signature, tables)
+    return tables
+
+
+def _read(store: Store, table: str, time: TimeRange) -> pl.DataFrame:
+    """Stored rows of the whole days of ``time`` plus, for days without a stored file, computed ones."""
+    first, last = whole_days(time)
     days = [d for d in store.point_dates() if (first is None or d >= first) and (last is None or d <= last)]
     stored = set(store.rollup_dates(table))
     frames = []
-    materialized = store.rollups(table, time)
+    materialized = store.rollups(table, TimeRange(_day_range(first).start if first else None, time.end))
     if materialized is not None:
         frames.append(materialized.filter(pl.col("day").is_in([d for d in days if d in stored])))
     for day in days:
         if day not in stored:
-            containers, nodes = rollup_points(store, _day_range(day))
+            containers, nodes = _computed(store, day)
             frames.append((containers if table == "container_days" else nodes).lazy())
     if not frames:
         return pl.DataFrame()

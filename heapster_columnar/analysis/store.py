@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -74,6 +75,7 @@ class Store:
 
     def __init__(self, location: str, filesystem: pafs.FileSystem, root: str, local: bool) -> None:
         self.location, self.filesystem, self.root, self.local = location, filesystem, root, local
+        self.cache: dict[str, Any] = {}  # results derived from files, keyed by their listing
 
     @classmethod
     def open(cls, location: str | os.PathLike[str]) -> Store:
@@ -110,7 +112,10 @@ class Store:
         frame = self._scan(self.path(POINTS))
         if frame is None:
             return _empty_points()
-        names = frame.collect_schema().names()
+        try:
+            names = frame.collect_schema().names()
+        except (pl.exceptions.ComputeError, OSError) as exc:
+            raise self.error(exc) from exc
         first, last = time.days()
         filters: list[pl.Expr] = []
         if first is not None:
@@ -124,7 +129,9 @@ class Store:
             ("nodename", nodes),
         ):
             if wanted is not None:
-                filters.append(pl.col(column).cast(pl.String).is_in(list(wanted)))
+                # on the stored (categorical) column: a cast in front would keep Polars from
+                # pushing the filter into the Parquet scan when a time filter is present
+                filters.append(pl.col(column).is_in(list(wanted)))
         if filters:
             frame = frame.filter(*filters)
         keep = [c for c in names if c not in ("date", "hour")]
@@ -144,8 +151,8 @@ class Store:
             return None
         first = self.points(TimeRange(_midnight(days[0]), _midnight(days[0]) + timedelta(days=1)))
         last = self.points(TimeRange(_midnight(days[-1]), _midnight(days[-1]) + timedelta(days=1)))
-        low = first.select(pl.col("timestamp").min()).collect().item()
-        high = last.select(pl.col("timestamp").max()).collect().item()
+        low = self.collect(first.select(pl.col("timestamp").min())).item()
+        high = self.collect(last.select(pl.col("timestamp").max())).item()
         if low is None or high is None:
             return None
         return low, high
@@ -211,6 +218,18 @@ class Store:
     def rollup_dates(self, table: str) -> list[date]:
         """Days whose rollups are materialized."""
         return self._partition_dates(self.path(ROLLUPS, table))
+
+    def day_signature(self, day: date) -> tuple[tuple[str, int, float], ...]:
+        """Names, sizes and times of a day's points files: changes whenever the day does."""
+        selector = pafs.FileSelector(self.path(POINTS, f"date={day.isoformat()}"), recursive=True, allow_not_found=True)
+        infos = self.filesystem.get_file_info(selector)
+        return tuple(
+            sorted(
+                (i.path, i.size or 0, i.mtime.timestamp() if i.mtime else 0.0)
+                for i in infos
+                if i.type == pafs.FileType.File
+            )
+        )
 
     def point_dates(self) -> list[date]:
         """Days that have points."""

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
-from heapster_columnar.cli import bench, decode, demo, run, simulate
+from heapster_columnar.cli import bench, decode, demo, report, run, simulate
 from heapster_columnar.cli._errors import CommandError
 
 PROG = "heapster-columnar"
-COMMANDS = {"bench": bench, "decode": decode, "demo": demo, "run": run, "simulate": simulate}
+COMMANDS = {"bench": bench, "decode": decode, "demo": demo, "report": report, "run": run, "simulate": simulate}
 
 
 class _Parser(argparse.ArgumentParser):

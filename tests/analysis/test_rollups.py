@@ -129,3 +129,16 @@ def test_materialized_days_read_back_equal_to_computed_ones(tmp_path: Path) -> N
     assert store.rollup_dates("container_days") == rollups.closed_days(store)
     assert rollups.container_days(store).equals(computed)
     assert sum(computed["cpu_counts"].list.sum()) == 3 * 1440
+
+
+def test_seven_days_back_from_midday_are_seven_whole_days() -> None:
+    """The newest window at 12:00 on day 8: ``7d`` starts at 12:00 on day 1, so the rollups
+    cover days 2-8 (not 8 days with a half first one); a range starting at midnight keeps it."""
+    from heapster_columnar.analysis.store import TimeRange
+
+    end = T0 + timedelta(days=7, hours=12)
+    assert rollups.whole_days(TimeRange(end - timedelta(days=7), end)) == (
+        (T0 + timedelta(days=1)).date(),
+        (T0 + timedelta(days=7)).date(),
+    )
+    assert rollups.whole_days(TimeRange(T0, T0 + timedelta(days=2))) == (T0.date(), (T0 + timedelta(days=1)).date())
