@@ -73,6 +73,9 @@ def add_parser(commands: argparse._SubParsersAction, name: str) -> None:  # type
     rightsizing.add_argument("--level", choices=["container", "workload"], default="container")
     rightsizing.add_argument("--namespace", help="only this namespace")
 
+    reports.add_parser(
+        "rollups", parents=[common], help="store the daily rollups of closed days (daily, on stores written by run)"
+    )
     chargeback = reports.add_parser("chargeback", parents=[common], help="cost allocation, max(request, usage)")
     chargeback.add_argument(
         "--by", default="namespace", help="namespace, workload, pod, container, node or label:KEY (default: namespace)"
@@ -175,23 +178,32 @@ def _usage(store: Store, since: str | datetime, args: argparse.Namespace) -> Rep
 
 
 def _rightsizing(store: Store, since: str | datetime, args: argparse.Namespace) -> Report:
-    try:
-        from heapster_columnar.analysis.rightsizing import recommend
-    except ImportError as exc:  # pragma: no cover - until the module is in the tree
-        raise CommandError(f"report rightsizing is not available: {exc}") from None
+    from heapster_columnar.analysis.rightsizing import recommend
+
     frame = recommend(store, _range(store, since, args.until), level=args.level, namespace=args.namespace)
     return f"right-sizing per {args.level}, {_span(since)}", frame, {}
 
 
 def _chargeback(store: Store, since: str | datetime, args: argparse.Namespace) -> Report:
-    try:
-        from heapster_columnar.analysis.chargeback import Prices, allocation
-    except ImportError as exc:  # pragma: no cover - until the module is in the tree
-        raise CommandError(f"report chargeback is not available: {exc}") from None
+    from heapster_columnar.analysis.chargeback import Prices, allocation
+
     given = {"cpu_core_hour": args.price_cpu, "memory_gb_hour": args.price_memory}
     prices = Prices(**{k: v for k, v in given.items() if v is not None})
     frame = allocation(store, _range(store, since, args.until), by=args.by, prices=prices, share_idle=args.share_idle)
     return f"cost allocation by {args.by}, {_span(since)}", frame, {}
+
+
+def _rollups(store: Store, since: str | datetime, args: argparse.Namespace) -> Report:
+    """Not a report: stores the daily rollups of the closed days that have none, so that the
+    reports on a store written by ``run`` read rollups instead of points (run it daily)."""
+    from heapster_columnar.analysis.rollups import materialize
+
+    days = materialize(store)
+    return (
+        f"daily rollups written for {len(days)} closed day(s)",
+        pl.DataFrame({"day": days}, schema={"day": pl.Date}),
+        {},
+    )
 
 
 REPORTS: dict[str, Callable[[Store, str | datetime, argparse.Namespace], Report]] = {
@@ -200,6 +212,7 @@ REPORTS: dict[str, Callable[[Store, str | datetime, argparse.Namespace], Report]
     "usage": _usage,
     "rightsizing": _rightsizing,
     "chargeback": _chargeback,
+    "rollups": _rollups,
 }
 
 

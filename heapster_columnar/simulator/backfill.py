@@ -815,7 +815,7 @@ class _Writers:
         self._snapshots: list[Future[list[str]]] = []
         self._rollup: Future[None] | None = None
 
-    def hour(self, table: pa.Table, ts: np.ndarray) -> None:
+    def hour(self, table: pa.Table) -> None:
         in_flight = 2 if table.num_rows <= 4_000_000 else 1
         while len(self._points) >= in_flight:
             self._points.pop(0).result()
@@ -1032,7 +1032,7 @@ def backfill(
                 hour = generator.hour(ts, before, change)
                 assert hour.table is not None
                 rows += hour.table.num_rows
-                writers.hour(hour.table, ts)
+                writers.hour(hour.table)
                 hour.table = None
                 if complete:
                     buffer.hours.append(hour)

@@ -156,7 +156,6 @@ def test_usage_of_a_namespace(store: str, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_rightsizing_report(store: str, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("heapster_columnar.analysis.rightsizing")
     records = json.loads(report(capsys, "rightsizing", "--store", store, "--since", "1d", "--format", "json"))
     assert len(records) == 1
     assert records[0]["cpu_request"] == 1000
@@ -168,7 +167,6 @@ def test_rightsizing_report(store: str, capsys: pytest.CaptureFixture[str]) -> N
 def test_chargeback_report(store: str, capsys: pytest.CaptureFixture[str]) -> None:
     """shop/web for a day: max(1 core requested, 300 m used) = 24 core-hours at 0.05 = 1.20;
     max(2 Gi requested, 1.5 Gi used) = 2.147483648 GB x 24 h at 0.01 = 0.52."""
-    pytest.importorskip("heapster_columnar.analysis.chargeback")
     prices = ["--price-cpu", "0.05", "--price-memory", "0.01"]
     records: list[dict[str, Any]] = json.loads(
         report(capsys, "chargeback", "--store", store, "--since", "1d", *prices, "--format", "json")
@@ -255,3 +253,20 @@ def test_a_bad_option_value_is_named(store: str, capsys: pytest.CaptureFixture[s
     assert "'1x' is not a duration" in capsys.readouterr().err
     assert main(["report", "usage", "--store", store, "--level", "node", "--namespace", "shop"]) == 2
     assert "cannot be filtered by namespace" in capsys.readouterr().err
+
+
+def test_rollups_stores_the_closed_days_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two days and one window of a third: the two closed days are stored, a second run has nothing
+    to do, and the reports read the same numbers as before."""
+    from heapster_columnar.analysis import Store
+
+    points = container_series(
+        T0, MINUTE, namespace="a", pod="p", container="c", node="n1", cpu=100.0, memory=float(MI), count=2 * DAY + 1
+    )
+    root = str(write_store(tmp_path / "s", points, pods=[pod("a", "p", "n1", [Container("c", "200m", "1Gi")])]))
+    before = json.loads(report(capsys, "top", "--store", root, "--since", "3d", "--format", "json"))
+    written = json.loads(report(capsys, "rollups", "--store", root, "--format", "json"))
+    assert [r["day"] for r in written] == [T0.date().isoformat(), (T0 + timedelta(days=1)).date().isoformat()]
+    assert json.loads(report(capsys, "rollups", "--store", root, "--format", "json")) == []
+    assert Store.open(root).rollup_dates("container_days") == [T0.date(), (T0 + timedelta(days=1)).date()]
+    assert json.loads(report(capsys, "top", "--store", root, "--since", "3d", "--format", "json")) == before
