@@ -127,11 +127,12 @@ def allocation(
     ``total_efficiency``.
     """
     time = since if isinstance(since, TimeRange) else store.resolve(since)
+    days = container_days(store, time)
     labels = None
-    if by.startswith("label:"):
-        labels = store.last_known("pods", ["namespace", "name"]).collect()
+    if by.startswith("label:") and "labels" not in days.columns:  # rollups stored before labels were kept
+        labels = store.last_known("pods", ["namespace", "name"], time).collect()
     return allocation_frames(
-        container_days(store, time),
+        days,
         node_days(store, time),
         by=by,
         prices=prices,
@@ -168,6 +169,10 @@ def allocation_frames(
     keys, group = _dimension(by)
     costs = _container_costs(containers, prices)
     if by.startswith("label:"):
+        if pods is None and "labels" in containers.columns:  # the rollups carry each pod's labels
+            pods = containers.select(
+                pl.col("namespace_name").alias("namespace"), pl.col("pod_name").alias("name"), "labels"
+            )
         costs = costs.join(_pod_label(pods, by.removeprefix("label:")), on=["namespace_name", "pod_name"], how="left")
     node_idle = _node_idle(costs, nodes, prices)
     left = node_idle

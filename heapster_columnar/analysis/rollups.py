@@ -126,9 +126,9 @@ def rollup_points(store: Store, time: TimeRange) -> tuple[pl.DataFrame, pl.DataF
     try:
         return rollup_frames(
             points,
-            containers=store.last_known("containers", ["namespace", "pod_name", "name"]),
-            pods=store.last_known("pods", ["namespace", "name"]),
-            nodes=store.last_known("nodes", ["name"]),
+            containers=store.last_known("containers", ["namespace", "pod_name", "name"], time),
+            pods=store.last_known("pods", ["namespace", "name"], time),
+            nodes=store.last_known("nodes", ["name"], time),
         )
     except (pl.exceptions.ComputeError, OSError) as exc:
         raise store.error(exc) from exc
@@ -203,14 +203,24 @@ def _container_days(points: pl.LazyFrame, limits: pl.LazyFrame, owners: pl.LazyF
         )
     else:
         limits = _empty(["namespace_name", "pod_name", "container_name"], wanted)
-    if "owner_kind" in owners.collect_schema().names():
+    pod_columns = owners.collect_schema().names()
+    if "owner_kind" in pod_columns:
         owners = owners.select(
             pl.col("namespace").alias("namespace_name"),
             pl.col("name").alias("pod_name"),
             "owner_kind",
             "owner_name",
+            "labels",  # the pod's labels: chargeback by label reads them here, not from a month of snapshots
         )
-    else:  # snapshots written before owners were recorded
+    elif "name" in pod_columns:  # snapshots written before owners were recorded
+        owners = owners.select(
+            pl.col("namespace").alias("namespace_name"),
+            pl.col("name").alias("pod_name"),
+            pl.lit(None, pl.String).alias("owner_kind"),
+            pl.lit(None, pl.String).alias("owner_name"),
+            "labels",
+        )
+    else:  # no pods snapshot
         owners = _empty(["namespace_name", "pod_name", "owner_kind", "owner_name"], [])
     kind, name = workload_of(pl.col("owner_kind"), pl.col("owner_name"), pl.col("pod_name"))
     frame = (

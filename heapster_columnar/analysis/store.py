@@ -173,14 +173,30 @@ class Store:
 
     # -- dimensions -----------------------------------------------------------------------------
 
-    def snapshots(self, table: str) -> pl.LazyFrame:
-        """Every stored snapshot of a dimension table, each row with its ``valid_from``."""
+    def snapshots(self, table: str, time: TimeRange | None = None) -> pl.LazyFrame:
+        """The stored snapshots of a dimension table, each row with its ``valid_from``; with
+        ``time``, only those in force at some moment of it (chosen from the file names, so a
+        month of hourly snapshots is not read for one day)."""
         if table not in DIMENSION_TABLES:
             raise ConfigError(f"unknown dimension table {table!r} (one of {', '.join(DIMENSION_TABLES)})")
-        frame = self._scan(self.path(table), hive=False)
-        if frame is None:
-            return pl.LazyFrame(schema={"valid_from": pl.Datetime("ms", "UTC")})
-        return frame
+        empty = pl.LazyFrame(schema={"valid_from": pl.Datetime("ms", "UTC")})
+        if time is None or time == ALL_TIME:
+            frame = self._scan(self.path(table), hive=False)
+            return empty if frame is None else frame
+        files = self._files(self.path(table))
+        stamps = [_snapshot_time(f) for f in files]
+        starts = [t for t in stamps if t is not None and (time.start is None or t <= time.start)]
+        floor = max(starts) if starts else None
+        chosen = [
+            f
+            for f, t in zip(files, stamps, strict=True)
+            if t is None or ((floor is None or t >= floor) and (time.end is None or t < time.end))
+        ]
+        if not chosen:
+            return empty
+        if self.local:
+            return pl.scan_parquet(chosen, missing_columns="insert", extra_columns="ignore")
+        return pl.scan_pyarrow_dataset(ds.dataset(chosen, filesystem=self.filesystem, format="parquet"))
 
     def dimension(self, table: str, at: datetime | None = None) -> pl.DataFrame:
         """The snapshot in force at ``at`` (the newest one when ``at`` is None)."""
@@ -189,10 +205,10 @@ class Store:
             frame = frame.filter(pl.col("valid_from") <= at)
         return frame.filter(pl.col("valid_from") == pl.col("valid_from").max()).collect()
 
-    def last_known(self, table: str, keys: Sequence[str]) -> pl.LazyFrame:
-        """Per key, the newest row any snapshot holds: the attributes of pods and containers that
-        have been deleted since, which a notebook still wants for their history."""
-        frame = self.snapshots(table)
+    def last_known(self, table: str, keys: Sequence[str], time: TimeRange | None = None) -> pl.LazyFrame:
+        """Per key, the newest row of the snapshots in force during ``time`` (default: all): the
+        attributes of pods and containers deleted since, which their history still needs."""
+        frame = self.snapshots(table, time)
         if not set(keys) <= set(frame.collect_schema().names()):
             return frame  # no snapshot stored
         return frame.sort("valid_from").unique(subset=list(keys), keep="last", maintain_order=True)
@@ -354,6 +370,18 @@ def _hive_schema(files: Sequence[str]) -> ds.Partitioning:
     if any("/hour=" in f for f in files):
         fields.append(pa.field("hour", pa.int32()))
     return ds.partitioning(pa.schema(fields), flavor="hive")
+
+
+_SNAPSHOT = re.compile(r"/v-(\d{8}T\d{6})(\d{3})Z\.parquet$")
+
+
+def _snapshot_time(path: str) -> datetime | None:
+    """``valid_from`` from a snapshot's name (``v-20240601T000030000Z.parquet``); None if not ours."""
+    m = _SNAPSHOT.search(path)
+    if m is None:
+        return None
+    when = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return when + timedelta(milliseconds=int(m.group(2)))
 
 
 def _midnight(day: date) -> datetime:

@@ -6,7 +6,8 @@ Heapster stores every level as its own entity ``type`` (``cluster``, ``ns``, ``n
 namespace aggregator summed from its pods in each window, not something re-summed here. So a
 level's series reads only that level's rows: metric, type, namespace and node are handed to
 :meth:`Store.points` as filters for it to push into the Parquet scan, where the row-group
-statistics of the sorted files (``SORT_KEYS`` starts with metric, namespace, node) skip other
+statistics of the sorted files (``SORT_KEYS`` starts with type, metric, namespace, node; each entity
+type in row groups of its own) skip other
 namespaces' rows, and the time range becomes a partition filter (``test_usage`` checks the plan).
 
 Bucketing: a point's timestamp is its window's end (docs/schema.md); it belongs to the bucket

@@ -706,13 +706,15 @@ def _spread(out: np.ndarray, values: np.ndarray, counts: np.ndarray | None, wind
 def _table(
     ts: np.ndarray, series: dict[str, list[_Series]], dictionaries: tuple[list[str], ...], nulls: _NullColumns
 ) -> pa.Table:
-    """The hour's rows in the compactor's order (metric, namespace, node, pod, container, time;
-    nulls last), written once into preallocated columns."""
+    """The hour's rows in the compactor's order (type, metric, namespace, node, pod, container,
+    time; nulls last), written once into preallocated columns."""
     n_w = len(ts)
     windows = np.arange(n_w)
     blocks = []
-    for metric in METRICS:  # sorted: the first sort key
-        parts = series[metric]
+    for type_name, metric in ((t, m) for t in TYPES for m in METRICS):  # the compactor's first keys
+        parts = [s for s in series[metric] if s.type == type_name]
+        if not parts:
+            continue
         labels = [np.concatenate([s.labels[i] for s in parts]) for i in range(4)]
         order = np.lexsort(labels[::-1])
         position = np.empty_like(order)

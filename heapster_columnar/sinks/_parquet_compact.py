@@ -39,13 +39,16 @@ from heapster_columnar.sinks._parquet_layout import (
     compacted_name,
     parse_name,
 )
-from heapster_columnar.sinks._parquet_write import WriterOptions
+from heapster_columnar.sinks._parquet_write import WriterOptions, type_row_groups
 
 __all__ = ["META_INPUTS", "META_WINDOWS", "SORT_KEYS", "CompactOptions", "Compactor", "remove_inputs", "sort_points"]
 
 log = logging.getLogger("heapster_columnar.sinks.parquet")
 
-SORT_KEYS = ("metric", "namespace_name", "nodename", "pod_name", "container_name", "resource_id", "timestamp")
+# Entity type first: the cluster, node and namespace series (a few rows a window) then sit in
+# row groups of their own at the head of the file instead of one row in every row group of
+# containers, so a month of cluster or namespace history reads a sliver of each file.
+SORT_KEYS = ("type", "metric", "namespace_name", "nodename", "pod_name", "container_name", "resource_id", "timestamp")
 META_INPUTS = b"heapster_columnar.inputs"  # JSON list of the file names this file replaces
 META_WINDOWS = b"heapster_columnar.windows"  # JSON list of the window stamps this file holds
 
@@ -129,8 +132,10 @@ class Compactor:
         name = compacted_name(ordered[0], ordered[-1], tag)
         metadata = {**(merged.schema.metadata or {}), META_INPUTS: json.dumps(used), META_WINDOWS: json.dumps(ordered)}
         merged = merged.replace_schema_metadata(metadata)
-        kwargs = self.writer.for_compaction().kwargs(merged.schema, sorting=SORT_KEYS)
-        self.store.write_table(f"{directory}/{name}", merged, kwargs)
+        options = self.writer.for_compaction()
+        kwargs = options.kwargs(merged.schema, sorting=SORT_KEYS)
+        bounds = type_row_groups(merged, options.row_group_size)
+        self.store.write_table(f"{directory}/{name}", merged, kwargs, row_groups=bounds)
         remove_inputs(self.store, [f"{directory}/{n}" for n in used])
         log.info("parquet: compacted %d files of %s into %s (%d rows)", len(used), partition.path, name, len(merged))
         return name

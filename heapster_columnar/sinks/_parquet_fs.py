@@ -103,25 +103,31 @@ class Store:
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *(p for p in parts if p)])
 
-    def write_table(self, path: str, table: pa.Table, options: Mapping[str, Any]) -> None:
-        """Create the Parquet file ``path`` atomically (``options``: ``pq.write_table`` keywords)."""
-        staged = self.stage(path, table, options)
+    def write_table(
+        self, path: str, table: pa.Table, options: Mapping[str, Any], *, row_groups: Sequence[int] | None = None
+    ) -> None:
+        """Create the Parquet file ``path`` atomically (``options``: ``pq.write_table`` keywords;
+        ``row_groups``: explicit row-group sizes instead of ``row_group_size``)."""
+        staged = self.stage(path, table, options, row_groups=row_groups)
         try:
             self.publish([staged])
         finally:
             self.discard([staged])
 
-    def stage(self, path: str, table: pa.Table, options: Mapping[str, Any]) -> Staged:
+    def stage(
+        self, path: str, table: pa.Table, options: Mapping[str, Any], *, row_groups: Sequence[int] | None = None
+    ) -> Staged:
         """Encode a file without making it visible: the slow half, safe to run in parallel."""
         if not self.local:
             # in memory: an encoding error must never reach the store, where closing a
             # half-written stream could publish a shorter but valid file
             buffer = pa.BufferOutputStream()
-            pq.write_table(table, buffer, **options)
+            _write(table, buffer, options, row_groups)
             return Staged(path, None, buffer.getvalue())
         staging = self.path(STAGING, f"{uuid.uuid4().hex[:12]}-{path.rsplit('/', 1)[-1]}.tmp")
         try:
-            pq.write_table(table, staging, filesystem=self.fs, **options)
+            with self.fs.open_output_stream(staging) as out:
+                _write(table, out, options, row_groups)
             if self.fsync:
                 _fsync(staging)
         except BaseException:
@@ -179,6 +185,15 @@ class Store:
     def read_table(self, path: str) -> pa.Table:
         with self.fs.open_input_file(path) as f:
             return pq.read_table(f)
+
+
+def _write(table: pa.Table, where: Any, options: Mapping[str, Any], row_groups: Sequence[int] | None) -> None:
+    if row_groups is None:
+        pq.write_table(table, where, **options)
+    else:
+        from heapster_columnar.sinks._parquet_write import write_row_groups
+
+        write_row_groups(table, where, row_groups, dict(options))
 
 
 def open_store(target: str, *, fsync: bool) -> Store:

@@ -26,7 +26,7 @@ from heapster_columnar.sinks._parquet_compact import META_INPUTS, META_WINDOWS, 
 from heapster_columnar.sinks._parquet_dims import DimensionWriter
 from heapster_columnar.sinks._parquet_fs import Store, open_store
 from heapster_columnar.sinks._parquet_layout import POINTS, STAGING, compacted_name, partition_of, stamp
-from heapster_columnar.sinks._parquet_write import WriterOptions
+from heapster_columnar.sinks._parquet_write import WriterOptions, type_row_groups
 
 __all__ = ["HistoryWriter", "conform_points"]
 
@@ -102,5 +102,6 @@ class HistoryWriter:
         directory = self.store.path(POINTS, partition.path)
         self.store.create_dir(directory)
         path = f"{directory}/{compacted_name(windows[0], windows[-1], tag)}"
-        self.store.write_table(path, ordered, self.options.kwargs(ordered.schema, sorting=SORT_KEYS))
+        bounds = type_row_groups(ordered, self.options.row_group_size)
+        self.store.write_table(path, ordered, self.options.kwargs(ordered.schema, sorting=SORT_KEYS), row_groups=bounds)
         return path

@@ -116,3 +116,32 @@ def test_a_corrupt_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=victim.name):
         rollups.container_days(store)
     assert store.verify() == [str(victim)]
+
+
+def test_snapshots_of_a_range_are_chosen_by_name(tmp_path: Path) -> None:
+    """Three daily snapshots: a range inside day 2 reads only the one in force then; a range
+    across days 2-3 the two; the last known row of a pod deleted on day 3 comes from day 2's."""
+    from stores import dimensions
+
+    from heapster_columnar.sinks.parquet_history import HistoryWriter
+
+    writer = HistoryWriter(str(tmp_path))
+    writer.write_points(series(T0, HOUR, 1.0, count=72, metric="cpu/usage_rate", type="cluster").to_arrow())
+    pods = [pod("a", "p1", "n1", [Container("c", "100m")]), pod("a", "p2", "n1", [Container("c", "200m")])]
+    for day, listed in enumerate([pods[:1], pods, pods[1:]]):
+        writer.write_dimensions(dimensions(listed), T0 + timedelta(days=day))
+    store = Store.open(tmp_path)
+
+    def names(time: TimeRange) -> list[tuple[str, int]]:
+        frame = store.snapshots("pods", time).collect()
+        return sorted((r["name"], r["valid_from"].day) for r in frame.iter_rows(named=True))
+
+    day2 = T0 + timedelta(days=1)
+    assert names(TimeRange(day2 + HOUR, day2 + 2 * HOUR)) == [("p1", day2.day), ("p2", day2.day)]
+    assert names(TimeRange(day2 + HOUR, day2 + 26 * HOUR)) == [
+        ("p1", day2.day),
+        ("p2", day2.day),
+        ("p2", day2.day + 1),
+    ]
+    last = store.last_known("containers", ["namespace", "pod_name", "name"]).collect()
+    assert sorted(zip(last["pod_name"], last["cpu_request"], strict=True)) == [("p1", 100), ("p2", 200)]
