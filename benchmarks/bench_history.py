@@ -24,13 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from _window import bench_window
 
 from heapster_columnar.api.history import ParquetHistory
 from heapster_columnar.api.model import ModelApi, Query
 from heapster_columnar.sinks._parquet_compact import SORT_KEYS, sort_points
-from heapster_columnar.sinks._parquet_write import WriterOptions
+from heapster_columnar.sinks._parquet_write import WriterOptions, type_row_groups, write_row_groups
 from heapster_columnar.sinks.memory import MemorySink
 
 
@@ -59,8 +58,11 @@ def main() -> None:
         table = sort_points(table)
         directory = points_dir / f"date={first:%Y-%m-%d}" / f"hour={first:%H}"
         directory.mkdir(parents=True, exist_ok=True)
-        kwargs = WriterOptions().for_compaction().kwargs(table.schema, sorting=SORT_KEYS)
-        pq.write_table(table, directory / f"c-{hour:04d}.parquet", **kwargs)
+        options = WriterOptions().for_compaction()
+        kwargs = options.kwargs(table.schema, sorting=SORT_KEYS)
+        write_row_groups(
+            table, directory / f"c-{hour:04d}.parquet", type_row_groups(table, options.row_group_size), kwargs
+        )
         rows += table.num_rows
     size = sum(p.stat().st_size for p in points_dir.rglob("*.parquet"))
     print(

@@ -109,6 +109,8 @@ class Store:
     ) -> pl.LazyFrame:
         """The points in ``time``, filtered; string columns as ``String``, no partition columns."""
         time = time or ALL_TIME
+        if self.local:
+            return self._duckdb_points(time, metrics=metrics, types=types, namespaces=namespaces, nodes=nodes)
         frame = self._scan(self.path(POINTS))
         if frame is None:
             return _empty_points()
@@ -143,6 +145,69 @@ class Store:
                 for c in keep
             ]
         )
+
+    def _duckdb_points(
+        self,
+        time: TimeRange,
+        *,
+        metrics: Sequence[str] | None,
+        types: Sequence[str] | None,
+        namespaces: Sequence[str] | None,
+        nodes: Sequence[str] | None,
+    ) -> pl.LazyFrame:
+        """Local stores are scanned by DuckDB: over a month of hourly files (720 footers) it prunes
+        partitions and row groups several times faster than Polars' reader (a cluster series of
+        30 days at 1,000 nodes: 0.8 s against 3.5-9.5 s, ``benchmarks/bench_analysis.py``)."""
+        directory = Path(self.path(POINTS))
+        if not any(directory.rglob("*.parquet")):
+            return _empty_points()
+        sql, parameters = self.points_sql(time, metrics=metrics, types=types, namespaces=namespaces, nodes=nodes)
+        con = self.cache.get("duckdb")
+        if con is None:
+            con = self.cache["duckdb"] = duckdb.connect()
+            con.execute("SET TimeZone = 'UTC'")
+        try:
+            frame: pl.LazyFrame = con.sql(sql, params=parameters).pl(lazy=True)
+        except duckdb.Error as exc:
+            raise self.error(exc) from exc
+        stamps = [c for c, t in frame.collect_schema().items() if isinstance(t, pl.Datetime)]
+        return frame.with_columns(pl.col(stamps).dt.convert_time_zone("UTC").dt.cast_time_unit("ms"))
+
+    def points_sql(
+        self,
+        time: TimeRange,
+        *,
+        metrics: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        namespaces: Sequence[str] | None = None,
+        nodes: Sequence[str] | None = None,
+    ) -> tuple[str, list[object]]:
+        """The DuckDB query (and its parameters) a local store's :meth:`points` runs."""
+        directory = Path(self.path(POINTS))
+        where: list[str] = []
+        parameters: list[object] = [str(directory / "**" / "*.parquet")]
+        first, last = time.days()
+        if first is not None:
+            where += ["date >= ?", "timestamp >= ?"]
+            parameters += [first, time.start]
+        if last is not None:
+            where += ["date <= ?", "timestamp < ?"]
+            parameters += [last, time.end]
+        for column, wanted in (
+            ("metric", metrics),
+            ("type", types),
+            ("namespace_name", namespaces),
+            ("nodename", nodes),
+        ):
+            if wanted is not None:
+                values = list(wanted)
+                where.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "false")
+                parameters += values
+        sql = (
+            "SELECT COLUMNS(lambda c: c NOT IN ('date', 'hour')) FROM read_parquet(?, hive_partitioning = true, "
+            f"union_by_name = true){' WHERE ' + ' AND '.join(where) if where else ''}"
+        )
+        return sql, parameters
 
     def span(self) -> tuple[datetime, datetime] | None:
         """First and last window end in the store, read from the oldest and newest partitions only."""
@@ -282,7 +347,7 @@ class Store:
         """``frame.collect()``, with an unreadable file named (see :meth:`error`)."""
         try:
             return frame.collect()
-        except (pl.exceptions.ComputeError, OSError) as exc:
+        except (pl.exceptions.ComputeError, OSError, duckdb.Error) as exc:
             raise self.error(exc) from exc
 
     def error(self, exc: BaseException) -> StoreError:

@@ -105,7 +105,8 @@ def top(
     """
     _check(by, resource, level, n)  # before any I/O
     try:
-        days = container_days(store, since if isinstance(since, TimeRange) else store.resolve(since, until))
+        time = since if isinstance(since, TimeRange) else store.resolve(since, until)
+        days = container_days(store, time, histograms=False)
     except (pl.exceptions.ComputeError, OSError) as exc:  # Polars does not say which file
         raise store.error(exc) from exc
     return rank(days, by=by, resource=resource, level=level, n=n, namespace=namespace)
