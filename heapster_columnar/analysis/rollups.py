@@ -122,7 +122,9 @@ def step_seconds(points: pl.LazyFrame) -> float:
 
 def rollup_points(store: Store, time: TimeRange) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(container_days, node_days) computed from the store's points of ``time`` (whole days)."""
-    points = store.points(time, metrics=[CPU_METRIC, MEMORY_METRIC], types=["pod_container", "node"])
+    wanted = store.points(time, metrics=[CPU_METRIC, MEMORY_METRIC], types=["pod_container", "node"])
+    # read once: the frames below use the points several times, and a scan is re-run per use
+    points = store.collect(wanted.select("timestamp", "type", "metric", *CONTAINER_KEYS, "value")).lazy()
     try:
         return rollup_frames(
             points,

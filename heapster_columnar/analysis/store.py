@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from heapster_columnar.errors import ConfigError, StoreError
 from heapster_columnar.sinks._parquet_fs import open_store
-from heapster_columnar.sinks._parquet_layout import DIMENSION_TABLES, POINTS
+from heapster_columnar.sinks._parquet_layout import DIMENSION_TABLES, POINTS, parse_name
 
 __all__ = ["ALL_TIME", "DIMENSION_TABLES", "ROLLUP_TABLES", "Store", "TimeRange", "parse_duration"]
 
@@ -158,8 +158,10 @@ class Store:
         """Local stores are scanned by DuckDB: over a month of hourly files (720 footers) it prunes
         partitions and row groups several times faster than Polars' reader (a cluster series of
         30 days at 1,000 nodes: 0.8 s against 3.5-9.5 s, ``benchmarks/bench_analysis.py``)."""
-        directory = Path(self.path(POINTS))
-        if not any(directory.rglob("*.parquet")):
+        first, last = time.days()
+        if not any(
+            (first is None or d >= first) and (last is None or d <= last) for d in self.point_dates()
+        ) or not any(Path(self.path(POINTS)).rglob("*.parquet")):
             return _empty_points()
         sql, parameters = self.points_sql(time, metrics=metrics, types=types, namespaces=namespaces, nodes=nodes)
         con = self.cache.get("duckdb")
@@ -184,15 +186,14 @@ class Store:
     ) -> tuple[str, list[object]]:
         """The DuckDB query (and its parameters) a local store's :meth:`points` runs."""
         directory = Path(self.path(POINTS))
+        # Literals, not parameters: DuckDB prunes Hive partitions and row groups on constants
+        # while planning; with ``?`` it opened every file of the month (measured: 6 s vs 0.8 s).
         where: list[str] = []
-        parameters: list[object] = [str(directory / "**" / "*.parquet")]
         first, last = time.days()
-        if first is not None:
-            where += ["date >= ?", "timestamp >= ?"]
-            parameters += [first, time.start]
-        if last is not None:
-            where += ["date <= ?", "timestamp < ?"]
-            parameters += [last, time.end]
+        if first is not None and time.start is not None:
+            where += [f"date >= DATE '{first.isoformat()}'", f"timestamp >= {_instant(time.start)}"]
+        if last is not None and time.end is not None:
+            where += [f"date <= DATE '{last.isoformat()}'", f"timestamp < {_instant(time.end)}"]
         for column, wanted in (
             ("metric", metrics),
             ("type", types),
@@ -201,19 +202,37 @@ class Store:
         ):
             if wanted is not None:
                 values = list(wanted)
-                where.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "false")
-                parameters += values
+                where.append(f"{column} IN ({', '.join(_text(v) for v in values)})" if values else "false")
+        # only the date directories of the range: binding reads every listed file's footer
+        days = [d for d in self.point_dates() if (first is None or d >= first) and (last is None or d <= last)]
+        globs = ", ".join(_text(str(directory / f"date={d.isoformat()}" / "**" / "*.parquet")) for d in days)
         sql = (
-            "SELECT COLUMNS(lambda c: c NOT IN ('date', 'hour')) FROM read_parquet(?, hive_partitioning = true, "
+            "SELECT COLUMNS(lambda c: c NOT IN ('date', 'hour')) FROM "
+            f"read_parquet([{globs}], hive_partitioning = true, "
             f"union_by_name = true){' WHERE ' + ' AND '.join(where) if where else ''}"
         )
-        return sql, parameters
+        return sql, []
 
     def span(self) -> tuple[datetime, datetime] | None:
-        """First and last window end in the store, read from the oldest and newest partitions only."""
+        """First and last window end in the store. Read from the names of the files in the oldest
+        and newest partitions (every file of ours is named by its first and last window), so it
+        costs two directory listings; files named otherwise are read instead."""
         days = self._partition_dates(self.path(POINTS))
         if not days:
             return None
+        ends: list[datetime] = []
+        for day in (days[0], days[-1]):
+            for path in self._files(self.path(POINTS, f"date={day.isoformat()}")):
+                parsed = parse_name(path.rsplit("/", 1)[-1])
+                if parsed is None:
+                    ends = []
+                    break
+                ends += [_stamp_time(parsed.first), _stamp_time(parsed.last)]
+            else:
+                continue
+            break
+        if ends:
+            return min(ends), max(ends)
         first = self.points(TimeRange(_midnight(days[0]), _midnight(days[0]) + timedelta(days=1)))
         last = self.points(TimeRange(_midnight(days[-1]), _midnight(days[-1]) + timedelta(days=1)))
         low = self.collect(first.select(pl.col("timestamp").min())).item()
@@ -440,6 +459,11 @@ def _hive_schema(files: Sequence[str]) -> ds.Partitioning:
 _SNAPSHOT = re.compile(r"/v-(\d{8}T\d{6})(\d{3})Z\.parquet$")
 
 
+def _stamp_time(text: str) -> datetime:
+    """``20240601T000030000Z`` (the layout's window stamp) → datetime."""
+    return datetime.strptime(text[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC) + timedelta(milliseconds=int(text[15:18]))
+
+
 def _snapshot_time(path: str) -> datetime | None:
     """``valid_from`` from a snapshot's name (``v-20240601T000030000Z.parquet``); None if not ours."""
     m = _SNAPSHOT.search(path)
@@ -447,6 +471,15 @@ def _snapshot_time(path: str) -> datetime | None:
         return None
     when = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
     return when + timedelta(milliseconds=int(m.group(2)))
+
+
+def _text(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _instant(when: datetime) -> str:
+    return f"TIMESTAMPTZ '{when.astimezone(UTC).isoformat()}'"
 
 
 def _midnight(day: date) -> datetime:
