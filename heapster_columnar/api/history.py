@@ -52,23 +52,33 @@ class ParquetHistory:
 
     def _duckdb(self, entity: tuple[str | None, ...], metric: str, start: datetime | None, end: datetime) -> pa.Table:
         root = Path(self.points_dir)
-        if next(root.rglob("*.parquet"), None) is None:  # DuckDB errors on a glob without files
+        # only the date directories of the range, and literal filters: DuckDB reads the footer of
+        # every file it is given while planning and prunes on constants, not on ``?`` parameters
+        # (a week of a 1,000-node store: 1.1 s with a glob of the month and parameters)
+        first = start.astimezone(UTC).date() if start is not None else None
+        last = end.astimezone(UTC).date()
+        days = sorted(
+            p
+            for p in root.glob("date=*")
+            if p.is_dir() and (first is None or p.name[5:] >= first.isoformat()) and p.name[5:] <= last.isoformat()
+        )
+        globs = [str(p / "**" / "*.parquet") for p in days if next(p.rglob("*.parquet"), None) is not None]
+        if not globs:  # DuckDB errors on a glob without files
             return _empty()
-        where, parameters = _conditions(entity, metric, start, end)
-        # The partition columns only prune: a date range from the bounds (``date`` reads as DATE).
-        where.append("date <= ?")
-        parameters.append(end.astimezone(UTC).date())
+        where = [f"metric = {_literal(metric)}", f"timestamp < {_literal(end)}"]
         if start is not None:
-            where.append("date >= ?")
-            parameters.append(start.astimezone(UTC).date())
+            where.append(f"timestamp >= {_literal(start)}")
+        for name, value in zip(KEY_COLUMNS, entity, strict=True):
+            where.append(f"{name} IS NULL" if value is None else f"{name} = {_literal(value)}")
         sql = (
-            "SELECT COLUMNS('^(timestamp|metric|value|value_int)$') FROM read_parquet(?, hive_partitioning = true, "
+            "SELECT COLUMNS('^(timestamp|metric|value|value_int)$') FROM "
+            f"read_parquet([{', '.join(_literal(g) for g in globs)}], hive_partitioning = true, "
             f"union_by_name = true) WHERE {' AND '.join(where)} ORDER BY timestamp"
         )
         try:
             with duckdb.connect() as con:
                 con.execute("SET TimeZone = 'UTC'")
-                table: pa.Table = con.sql(sql, params=[str(root / "**" / "*.parquet"), *parameters]).to_arrow_table()
+                table: pa.Table = con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"Parquet history {self.points_dir}: {exc}") from exc
         return table.set_column(0, "timestamp", table.column("timestamp").cast(_STAMP))
@@ -136,3 +146,10 @@ def _conditions(
 
 def _empty() -> pa.Table:
     return pa.table({"timestamp": pa.array([], _STAMP)})
+
+
+def _literal(value: str | datetime) -> str:
+    """A DuckDB literal: a quoted string, or a UTC instant."""
+    if isinstance(value, datetime):
+        return f"TIMESTAMPTZ '{value.astimezone(UTC).isoformat()}'"
+    return "'" + value.replace("'", "''") + "'"
