@@ -8,13 +8,13 @@ must be exact, snapshots that cover every container, churn, rollups and the comp
 from __future__ import annotations
 
 import glob
+import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -25,6 +25,9 @@ from heapster_columnar.errors import ConfigError
 from heapster_columnar.simulator.backfill import BackfillReport, backfill, default_end
 from heapster_columnar.sinks._parquet_compact import sort_points
 from heapster_columnar.sinks.parquet_history import HistoryWriter
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "sinks"))
+from windows import decoded
 
 END = datetime(2024, 6, 5, tzinfo=UTC)  # a Wednesday, midnight: 3 and 4 June are Monday and Tuesday
 RES = timedelta(minutes=10)
@@ -356,13 +359,3 @@ def test_cli_bad_input_exits_2_naming_the_flag(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "s" / "points").exists() or not any((tmp_path / "s" / "points").iterdir())
-
-
-def decoded(table: pa.Table) -> pa.Table:
-    """``table`` with dictionary columns as plain strings: compares values, not dictionaries."""
-    return pa.table(
-        {
-            f.name: c.cast(f.type.value_type) if pa.types.is_dictionary(f.type) else c
-            for f, c in zip(table.schema, table.columns, strict=True)
-        }
-    )

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 from permissions import shared_directory, unprivileged
 from polars.testing import assert_frame_equal
-from windows import fixture_dimensions, fixture_windows
+from windows import decoded, fixture_dimensions, fixture_windows
 
 from heapster_columnar.config.uri import parse_uri
 from heapster_columnar.errors import ConfigError, SinkError
@@ -665,13 +665,3 @@ def test_an_fsspec_memory_target_holds_the_same_dataset(spread: list[Window]) ->
     dataset = ds.dataset(f"/{prefix}/points", filesystem=PyFileSystem(FSSpecHandler(memory)), partitioning="hive")
     assert rows(dataset.to_table().drop_columns(["date", "hour"])) == expected(spread[:4])
     memory.rm(prefix, recursive=True)
-
-
-def decoded(table: pa.Table) -> pa.Table:
-    """``table`` with dictionary columns as plain strings: compares values, not dictionaries."""
-    return pa.table(
-        {
-            f.name: c.cast(f.type.value_type) if pa.types.is_dictionary(f.type) else c
-            for f, c in zip(table.schema, table.columns, strict=True)
-        }
-    )

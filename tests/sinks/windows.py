@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import yaml
 
 from heapster_columnar.model.dimensions import Dimensions
@@ -74,3 +75,14 @@ def fixture_windows(
         points = to_points(batch, end)
         out.append(Window(end - step, end, batch, points, nodes=1, dimensions=dimensions))
     return out
+
+
+def decoded(table: pa.Table) -> pa.Table:
+    """``table`` with dictionary columns as plain strings: compares values, not dictionaries (each
+    row group of a file read back carries its own)."""
+    return pa.table(
+        {
+            f.name: c.cast(f.type.value_type) if pa.types.is_dictionary(f.type) else c
+            for f, c in zip(table.schema, table.columns, strict=True)
+        }
+    )
