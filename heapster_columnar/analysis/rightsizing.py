@@ -364,23 +364,26 @@ def _percentile_buckets(
     for first in range(0, groups, step):
         size = min(step, groups - first)
         block = rows if size == groups else rows.filter(pl.col(key).is_between(first, first + size - 1))
-        base = (block[key].cast(pl.Int64).to_numpy() - first) * width
+        groups_of_rows = block[key].cast(pl.Int64).to_numpy() - first
         if lists:  # samples of every row laid flat, each with its row's group (and weight)
             lengths = block["bucket"].list.len().fill_null(0).to_numpy()
             buckets = block["bucket"].explode(empty_as_null=False, keep_nulls=False).to_numpy()
             counts = block["count"].explode(empty_as_null=False, keep_nulls=False).to_numpy()
-            cells = np.repeat(base, lengths)
-            cells += buckets
         else:
             lengths = None
             counts = block["count"].to_numpy()
-            cells = base + block["bucket"].to_numpy()
+            buckets = block["bucket"].to_numpy()
+        # only as many buckets as the block uses: a few cores reach bucket ~60 of 176, so the
+        # dense arrays (and the passes over them) shrink by more than half
+        used = int(buckets.max()) + 1 if buckets.size else 1
+        base = groups_of_rows * used
+        cells = (np.repeat(base, lengths) if lengths is not None else base) + buckets
         for results, (weight, wanted) in zip(out, histograms, strict=True):
             weights = counts
             if weight is not None:
                 per_row = block[weight].to_numpy()
                 weights = counts * (per_row if lengths is None else np.repeat(per_row, lengths))
-            cumulative = np.bincount(cells, weights=weights, minlength=size * width).reshape(size, width)
+            cumulative = np.bincount(cells, weights=weights, minlength=size * used).reshape(size, used)
             np.cumsum(cumulative, axis=1, out=cumulative)
             total = cumulative[:, -1]
             for result, p in zip(results, wanted, strict=True):
