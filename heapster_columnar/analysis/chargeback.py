@@ -127,7 +127,7 @@ def allocation(
     ``total_efficiency``.
     """
     time = since if isinstance(since, TimeRange) else store.resolve(since)
-    days = container_days(store, time, histograms=False)
+    days = container_days(store, time, histograms=False, labels=by.startswith("label:"))
     labels = None
     if by.startswith("label:") and "labels" not in days.columns:  # rollups stored before labels were kept
         labels = store.last_known("pods", ["namespace", "name"], time).collect()
@@ -150,7 +150,9 @@ def idle(
     """Per node: its cost (allocatable x hours x prices), the allocations on it and the idle
     difference, per resource, over ``since`` (see :func:`idle_frames`)."""
     time = since if isinstance(since, TimeRange) else store.resolve(since)
-    return idle_frames(container_days(store, time, histograms=False), node_days(store, time), prices=prices)
+    return idle_frames(
+        container_days(store, time, histograms=False, labels=False), node_days(store, time), prices=prices
+    )
 
 
 def allocation_frames(

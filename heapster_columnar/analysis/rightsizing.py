@@ -147,7 +147,9 @@ def recommend(
     The current request is the newest day's (at workload level: of the pod seen last).
     """
     time = since if isinstance(since, TimeRange) else store.resolve(since)
-    return recommend_frame(container_days(store, time), level=level, namespace=namespace, strategy=strategy)
+    return recommend_frame(
+        container_days(store, time, labels=False), level=level, namespace=namespace, strategy=strategy
+    )
 
 
 def recommend_frame(

@@ -106,7 +106,7 @@ def top(
     _check(by, resource, level, n)  # before any I/O
     try:
         time = since if isinstance(since, TimeRange) else store.resolve(since, until)
-        days = container_days(store, time, histograms=False)
+        days = container_days(store, time, histograms=False, labels=False)
     except (pl.exceptions.ComputeError, OSError) as exc:  # Polars does not say which file
         raise store.error(exc) from exc
     return rank(days, by=by, resource=resource, level=level, n=n, namespace=namespace)
