@@ -29,6 +29,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from heapster_columnar._sql import literal
 from heapster_columnar.errors import ConfigError, StoreError
 from heapster_columnar.sinks._parquet_fs import open_store
 from heapster_columnar.sinks._parquet_layout import DIMENSION_TABLES, POINTS, parse_name
@@ -124,16 +125,10 @@ class Store:
             filters += [pl.col("date") >= first, pl.col("timestamp") >= time.start]
         if last is not None:
             filters += [pl.col("date") <= last, pl.col("timestamp") < time.end]
-        for column, wanted in (
-            ("metric", metrics),
-            ("type", types),
-            ("namespace_name", namespaces),
-            ("nodename", nodes),
-        ):
-            if wanted is not None:
-                # on the stored (categorical) column: a cast in front would keep Polars from
-                # pushing the filter into the Parquet scan when a time filter is present
-                filters.append(pl.col(column).is_in(list(wanted)))
+        for column, values in _value_filters(metrics, types, namespaces, nodes):
+            # on the stored (categorical) column: a cast in front would keep Polars from
+            # pushing the filter into the Parquet scan when a time filter is present
+            filters.append(pl.col(column).is_in(values))
         if filters:
             frame = frame.filter(*filters)
         keep = [c for c in names if c not in ("date", "hour")]
@@ -158,18 +153,15 @@ class Store:
         """Local stores are scanned by DuckDB: over a month of hourly files (720 footers) it prunes
         partitions and row groups several times faster than Polars' reader (a cluster series of
         30 days at 1,000 nodes: 0.8 s against 3.5-9.5 s, ``benchmarks/bench_analysis.py``)."""
-        first, last = time.days()
-        if not any(
-            (first is None or d >= first) and (last is None or d <= last) for d in self.point_dates()
-        ) or not any(Path(self.path(POINTS)).rglob("*.parquet")):
+        sql = self.points_sql(time, metrics=metrics, types=types, namespaces=namespaces, nodes=nodes)
+        if sql is None:
             return _empty_points()
-        sql, parameters = self.points_sql(time, metrics=metrics, types=types, namespaces=namespaces, nodes=nodes)
         con = self.cache.get("duckdb")
         if con is None:
             con = self.cache["duckdb"] = duckdb.connect()
             con.execute("SET TimeZone = 'UTC'")
         try:
-            frame: pl.LazyFrame = con.sql(sql, params=parameters).pl(lazy=True)
+            frame: pl.LazyFrame = con.sql(sql).pl(lazy=True)
         except duckdb.Error as exc:
             raise self.error(exc) from exc
         stamps = [c for c, t in frame.collect_schema().items() if isinstance(t, pl.Datetime)]
@@ -183,35 +175,33 @@ class Store:
         types: Sequence[str] | None = None,
         namespaces: Sequence[str] | None = None,
         nodes: Sequence[str] | None = None,
-    ) -> tuple[str, list[object]]:
-        """The DuckDB query (and its parameters) a local store's :meth:`points` runs."""
+    ) -> str | None:
+        """The DuckDB query a local store's :meth:`points` runs (None: no file in the range).
+
+        Constants are inlined (see :mod:`heapster_columnar._sql`), and only the range's date
+        directories are listed: binding reads the footer of every file it is given."""
         directory = Path(self.path(POINTS))
-        # Literals, not parameters: DuckDB prunes Hive partitions and row groups on constants
-        # while planning; with ``?`` it opened every file of the month (measured: 6 s vs 0.8 s).
         where: list[str] = []
         first, last = time.days()
         if first is not None and time.start is not None:
-            where += [f"date >= DATE '{first.isoformat()}'", f"timestamp >= {_instant(time.start)}"]
+            where += [f"date >= {literal(first)}", f"timestamp >= {literal(time.start)}"]
         if last is not None and time.end is not None:
-            where += [f"date <= DATE '{last.isoformat()}'", f"timestamp < {_instant(time.end)}"]
-        for column, wanted in (
-            ("metric", metrics),
-            ("type", types),
-            ("namespace_name", namespaces),
-            ("nodename", nodes),
-        ):
-            if wanted is not None:
-                values = list(wanted)
-                where.append(f"{column} IN ({', '.join(_text(v) for v in values)})" if values else "false")
-        # only the date directories of the range: binding reads every listed file's footer
-        days = [d for d in self.point_dates() if (first is None or d >= first) and (last is None or d <= last)]
-        globs = ", ".join(_text(str(directory / f"date={d.isoformat()}" / "**" / "*.parquet")) for d in days)
-        sql = (
+            where += [f"date <= {literal(last)}", f"timestamp < {literal(time.end)}"]
+        for column, values in _value_filters(metrics, types, namespaces, nodes):
+            where.append(f"{column} IN ({', '.join(literal(v) for v in values)})" if values else "false")
+        days = [
+            directory / f"date={d.isoformat()}"
+            for d in self.point_dates()
+            if (first is None or d >= first) and (last is None or d <= last)
+        ]
+        globs = [literal(str(d / "**" / "*.parquet")) for d in days if next(d.rglob("*.parquet"), None) is not None]
+        if not globs:  # DuckDB errors on a glob without files
+            return None
+        return (
             "SELECT COLUMNS(lambda c: c NOT IN ('date', 'hour')) FROM "
-            f"read_parquet([{globs}], hive_partitioning = true, "
+            f"read_parquet([{', '.join(globs)}], hive_partitioning = true, "
             f"union_by_name = true){' WHERE ' + ' AND '.join(where) if where else ''}"
         )
-        return sql, []
 
     def span(self) -> tuple[datetime, datetime] | None:
         """First and last window end in the store. Read from the names of the files in the oldest
@@ -353,9 +343,9 @@ class Store:
             if not any(Path(directory).rglob("*.parquet")):
                 continue
             hive = "true" if name == "points" or name in ROLLUP_TABLES else "false"
-            glob = str(Path(directory) / "**" / "*.parquet").replace("'", "''")
+            glob = literal(str(Path(directory) / "**" / "*.parquet"))
             con.execute(
-                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{glob}', "
+                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({glob}, "
                 f"hive_partitioning = {hive}, union_by_name = true)"
             )
         return con
@@ -473,13 +463,10 @@ def _snapshot_time(path: str) -> datetime | None:
     return when + timedelta(milliseconds=int(m.group(2)))
 
 
-def _text(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _instant(when: datetime) -> str:
-    return f"TIMESTAMPTZ '{when.astimezone(UTC).isoformat()}'"
+def _value_filters(*wanted: Sequence[str] | None) -> list[tuple[str, list[str]]]:
+    """(column, values) of the given filters of :meth:`Store.points`, in its argument order."""
+    columns = ("metric", "type", "namespace_name", "nodename")
+    return [(c, list(w)) for c, w in zip(columns, wanted, strict=True) if w is not None]
 
 
 def _midnight(day: date) -> datetime:
