@@ -286,11 +286,6 @@ def _empty(strings: Sequence[str], integers: Sequence[str]) -> pl.LazyFrame:
     return pl.LazyFrame(schema={**dict.fromkeys(strings, pl.String), **dict.fromkeys(integers, pl.Int64)})
 
 
-def _day_range(day: date) -> TimeRange:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return TimeRange(start, start + timedelta(days=1))
-
-
 def closed_days(store: Store) -> list[date]:
     """Days with points that end before the store's newest window (no more points will come)."""
     span = store.span()
@@ -323,7 +318,7 @@ def materialize(store: Store, days: Sequence[date] | None = None) -> list[date]:
         days = [d for d in closed_days(store) if d not in have]
     done = []
     for day in days:
-        containers, nodes = rollup_points(store, _day_range(day))
+        containers, nodes = rollup_points(store, TimeRange.day(day))
         write_rollups(store.location, day, containers, nodes)
         done.append(day)
     return done
@@ -351,7 +346,7 @@ def _computed(store: Store, day: date) -> tuple[pl.DataFrame, pl.DataFrame]:
     hit = cache.get(day)
     if hit is not None and hit[0] == signature:
         return hit[1]
-    tables = rollup_points(store, _day_range(day))
+    tables = rollup_points(store, TimeRange.day(day))
     cache[day] = (signature, tables)
     return tables
 
@@ -368,7 +363,7 @@ def _read(store: Store, table: str, time: TimeRange, *, histograms: bool = True,
     # container-day's bytes, the pods' label maps three quarters of the decoding time of the rest
     skipped = (HISTOGRAM if not histograms else ()) + (("labels",) if not labels else ())
     frames = []
-    materialized = store.rollups(table, TimeRange(_day_range(first).start if first else None, time.end))
+    materialized = store.rollups(table, TimeRange(TimeRange.day(first).start if first else None, time.end))
     if materialized is not None:
         materialized = materialized.drop(skipped, strict=False)
         frames.append(materialized.filter(pl.col("day").is_in([d for d in days if d in stored])))

@@ -60,6 +60,12 @@ class TimeRange:
     start: datetime | None = None
     end: datetime | None = None
 
+    @classmethod
+    def day(cls, day: date) -> TimeRange:
+        """The UTC day ``day``, midnight to midnight."""
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return cls(start, start + timedelta(days=1))
+
     def days(self) -> tuple[date | None, date | None]:
         """The UTC dates the range touches (for partition pruning)."""
         last = None
@@ -223,8 +229,8 @@ class Store:
             break
         if ends:
             return min(ends), max(ends)
-        first = self.points(TimeRange(_midnight(days[0]), _midnight(days[0]) + timedelta(days=1)))
-        last = self.points(TimeRange(_midnight(days[-1]), _midnight(days[-1]) + timedelta(days=1)))
+        first = self.points(TimeRange.day(days[0]))
+        last = self.points(TimeRange.day(days[-1]))
         low = self.collect(first.select(pl.col("timestamp").min())).item()
         high = self.collect(last.select(pl.col("timestamp").max())).item()
         if low is None or high is None:
@@ -467,10 +473,6 @@ def _value_filters(*wanted: Sequence[str] | None) -> list[tuple[str, list[str]]]
     """(column, values) of the given filters of :meth:`Store.points`, in its argument order."""
     columns = ("metric", "type", "namespace_name", "nodename")
     return [(c, list(w)) for c, w in zip(columns, wanted, strict=True) if w is not None]
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _empty_points() -> pl.LazyFrame:
