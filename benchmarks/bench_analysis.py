@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from rich.progress import track
 
 from heapster_columnar.analysis import Store, chargeback, nodes, rightsizing, top, usage
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--resolution", type=int, default=60, help="seconds between windows")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="", help="run only the helpers whose label contains this")
     args = parser.parse_args()
     root = build(args)
     since = f"{args.days}d"
@@ -102,11 +104,21 @@ def main() -> None:
     answers: dict[str, Any] = {}
     rows = []
     for label, call in calls.items():
+        if args.only not in label:
+            continue
         seconds, answers[label] = timed(root, call, args.repeat)
         rows.append((label, min(seconds), statistics.median(seconds), answers[label].height))
         print(f"  {label}: min {min(seconds):.2f} s, median {statistics.median(seconds):.2f} s", flush=True)
 
-    # the answers, checked against SQL over the same files
+    print("\n| helper | min | median | rows |\n|---|---|---|---|")
+    for label, low, mid, height in rows:
+        print(f"| {label} | {low:.2f} s | {mid:.2f} s | {height:,} |")
+    if len(answers) == len(calls):
+        check(con, answers, since, args)
+
+
+def check(con: duckdb.DuckDBPyConnection, answers: dict[str, Any], since: str, args: argparse.Namespace) -> None:
+    """The answers, checked against SQL over the same files."""
     cluster = answers[f"usage: cluster cpu, {since}, 1h steps"]
     (want,) = con.sql(
         "SELECT avg(value) FROM points WHERE type = 'cluster' AND metric = 'cpu/usage_rate'"
@@ -122,10 +134,6 @@ def main() -> None:
     efficiency = answers[f"nodes: efficiency, {since}"]
     assert efficiency.height == args.nodes, efficiency.height
     print("answers: cluster mean = SQL mean; cost by namespace = cost by label; one row per container and node: OK")
-
-    print("\n| helper | min | median | rows |\n|---|---|---|---|")
-    for label, low, mid, height in rows:
-        print(f"| {label} | {low:.2f} s | {mid:.2f} s | {height:,} |")
 
 
 if __name__ == "__main__":

@@ -354,7 +354,15 @@ def _computed(store: Store, day: date) -> tuple[pl.DataFrame, pl.DataFrame]:
 HISTOGRAM = ("cpu_buckets", "cpu_counts")
 
 
-def _read(store: Store, table: str, time: TimeRange, *, histograms: bool = True, labels: bool = True) -> pl.DataFrame:
+def _read(
+    store: Store,
+    table: str,
+    time: TimeRange,
+    *,
+    histograms: bool = True,
+    labels: bool = True,
+    columns: Sequence[str] | None = None,
+) -> pl.DataFrame:
     """Stored rows of the whole days of ``time`` plus, for days without a stored file, computed ones."""
     first, last = whole_days(time)
     days = [d for d in store.point_dates() if (first is None or d >= first) and (last is None or d <= last)]
@@ -374,17 +382,26 @@ def _read(store: Store, table: str, time: TimeRange, *, histograms: bool = True,
             frames.append(computed.drop(skipped, strict=False))
     if not frames:
         return pl.DataFrame()
-    frame = store.collect(pl.concat(frames, how="diagonal_relaxed"))
+    rows = pl.concat(frames, how="diagonal_relaxed")
+    if columns is not None:  # those the files have: callers check for what they need
+        present = rows.collect_schema().names()
+        rows = rows.select("day", *[c for c in columns if c in present and c != "day"])
+    frame = store.collect(rows)
     return frame.select("day", pl.exclude("day"))
 
 
 def container_days(
-    store: Store, time: TimeRange = ALL_TIME, *, histograms: bool = True, labels: bool = True
+    store: Store,
+    time: TimeRange = ALL_TIME,
+    *,
+    histograms: bool = True,
+    labels: bool = True,
+    columns: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """Container-day rows of the whole UTC days of ``time``; ``histograms=False`` leaves out
     ``cpu_buckets`` / ``cpu_counts`` (only percentiles need them), ``labels=False`` the pods'
-    ``labels`` (only grouping by a label needs them)."""
-    return _read(store, "container_days", time, histograms=histograms, labels=labels)
+    ``labels`` (only grouping by a label needs them), ``columns`` keeps only those (with ``day``)."""
+    return _read(store, "container_days", time, histograms=histograms, labels=labels, columns=columns)
 
 
 def node_days(store: Store, time: TimeRange = ALL_TIME) -> pl.DataFrame:

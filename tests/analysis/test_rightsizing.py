@@ -272,19 +272,3 @@ def test_namespace_filter_levels_and_errors(tmp_path: Path) -> None:
     empty = rightsizing.recommend_frame(pl.DataFrame(), level="workload")
     assert empty.height == 0
     assert empty.columns[:5] == ["namespace", "workload_kind", "workload_name", "container", "pods"]
-
-
-def test_histograms_merged_in_blocks_give_the_same_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The dense histogram is built a block of groups at a time (bounded memory); blocks of two
-    groups must give exactly what one block gives."""
-    points = [
-        usage(f"p{i}", [float(10 * i + k % 300) for k in range(DAY)], [float(MI * (i + 1) + k) for k in range(DAY)])
-        for i in range(7)
-    ]
-    pods = [pod("a", f"p{i}", "n1", [Container("c", f"{100 * (i + 1)}m", "1Gi")]) for i in range(7)]
-    days = container_days(Store.open(write_store(tmp_path, points, pods=pods)))
-    whole = {level: rightsizing.recommend_frame(days, level=level) for level in ("container", "workload")}
-    monkeypatch.setattr(rightsizing, "_BLOCK_CELLS", 2 * 176)
-    for level, expected in whole.items():
-        assert rightsizing.recommend_frame(days, level=level).equals(expected)
-    assert whole["container"]["vpa_cpu_target"].n_unique() > 1
