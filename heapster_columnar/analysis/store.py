@@ -164,8 +164,7 @@ class Store:
             return _empty_points()
         con = self.cache.get("duckdb")
         if con is None:
-            con = self.cache["duckdb"] = duckdb.connect()
-            con.execute("SET TimeZone = 'UTC'")
+            con = self.cache["duckdb"] = _connect()
         try:
             frame: pl.LazyFrame = con.sql(sql).pl(lazy=True)
         except duckdb.Error as exc:
@@ -340,7 +339,7 @@ class Store:
         ``httpfs`` extension, configured by the user)."""
         if not self.local:
             raise StoreError(f"{self.location}: DuckDB views need a local store; use the Polars frames for URLs")
-        con = con or duckdb.connect()
+        con = con or _connect()
         con.execute("SET TimeZone = 'UTC'")
         views = {"points": self.path(POINTS)}
         views.update({t: self.path(t) for t in DIMENSION_TABLES})
@@ -450,6 +449,16 @@ def _hive_schema(files: Sequence[str]) -> ds.Partitioning:
     if any("/hour=" in f for f in files):
         fields.append(pa.field("hour", pa.int32()))
     return ds.partitioning(pa.schema(fields), flavor="hive")
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that keeps the Parquet footers it has read: with ``union_by_name``
+    every bind reads the footer of each file of the range (720 for a month of hourly files,
+    0.3-0.5 s), and a lazy query binds up to three times; with the cache only the first does."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET parquet_metadata_cache = true")
+    return con
 
 
 _SNAPSHOT = re.compile(r"/v-(\d{8}T\d{6})(\d{3})Z\.parquet$")

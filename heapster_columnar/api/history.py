@@ -10,6 +10,7 @@ sink is it; the snapshot is refreshed every few minutes, well inside the 15-minu
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +42,17 @@ class ParquetHistory:
 
     def __init__(self, filesystem: pafs.FileSystem, points_dir: str) -> None:
         self.filesystem, self.points_dir = filesystem, points_dir
+        self._database: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of one in-memory database kept across requests, so that the Parquet footers it
+        has read stay cached (each request binds over every file of its range)."""
+        with self._lock:
+            if self._database is None:
+                self._database = duckdb.connect()
+                self._database.execute("SET parquet_metadata_cache = true")
+            return self._database.cursor()
 
     def points(self, entity: tuple[str | None, ...], metric: str, start: datetime | None, end: datetime) -> pa.Table:
         if isinstance(self.filesystem, pafs.LocalFileSystem):
@@ -76,7 +88,7 @@ class ParquetHistory:
             f"union_by_name = true) WHERE {' AND '.join(where)} ORDER BY timestamp"
         )
         try:
-            with duckdb.connect() as con:
+            with self._cursor() as con:
                 con.execute("SET TimeZone = 'UTC'")
                 table: pa.Table = con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
