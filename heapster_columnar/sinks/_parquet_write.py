@@ -43,6 +43,9 @@ __all__ = [
 COMPACTED_ROW_GROUP = 1 << 18  # rows
 
 STATISTICS_COLUMNS = ("timestamp", "type", "metric", "namespace_name", "nodename", "valid_from")
+WINDOW_STATISTICS_COLUMNS = ("timestamp", "type", "metric", "valid_from")
+_DELTA_TIMES = ("sample_time", "start_time")
+_MIN_PART_ROWS = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +55,15 @@ class WriterOptions:
     compression: str = "zstd"
     compression_level: int | None = None
     row_group_size: int = 1 << 22  # rows; see ``kwargs`` for why not Arrow's 1 Mi
+    compacted: bool = False  # the settings of compacted files (``for_compaction``)
 
     def for_compaction(self) -> WriterOptions:
-        """Settings for compacted files: row groups of at most 256 Ki rows. Compacted files are
-        fully sorted and are what history queries read, so finer groups let one namespace or node
-        skip most of a file; the dictionary repeated per group costs little there (one write per
-        closed partition, off the window's path)."""
-        return replace(self, row_group_size=min(self.row_group_size, COMPACTED_ROW_GROUP))
+        """Settings for compacted files: row groups of at most 256 Ki rows, statistics on every
+        pruning column, every time column dictionary-encoded. Compacted files are fully sorted and
+        are what history queries read, so finer groups let one namespace or node skip most of a
+        file; the dictionary repeated per group, statistics and hashing every time value cost
+        little there (one write per closed partition, off the window's path)."""
+        return replace(self, row_group_size=min(self.row_group_size, COMPACTED_ROW_GROUP), compacted=True)
 
     def kwargs(self, schema: pa.Schema, sorting: Sequence[str] = ()) -> dict[str, Any]:
         """``pq.write_table`` keywords: standard encodings only (dictionary for strings and times,
@@ -67,18 +72,28 @@ class WriterOptions:
         Measured on a 5,000-node window (13.6 M points, ``bench_parquet_sink.py``): the writer
         stores an Arrow dictionary whole in every row group, so with 150,000 pods each 1 Mi-row
         group repeated ~10 MiB of pod names and ids; 4 Mi-row groups cut CPU by a quarter and size
-        by a sixth. Times repeat per entity (``start_time``) or per node (``sample_time``), so a
-        dictionary page beats plain int64 through zstd: another 10 % size, 5 % CPU.
+        by a sixth. Window files (4 Mi-row groups, each spanning every node and namespace) differ
+        from compacted ones in three ways, together a quarter of the writer's CPU for 5 % more
+        bytes: statistics only on ``timestamp``, ``type`` and ``metric`` (for a dictionary column
+        the writer runs ``unique`` and ``take`` on every batch to find the min/max, and no
+        namespace or node could be pruned from such groups); ``sample_time`` and ``start_time``
+        (repeated per node and per entity) in ``DELTA_BINARY_PACKED``, a standard encoding, where
+        a dictionary hashes every value; 2 MiB data pages (fewer compressor set-ups).
         """
         names = schema.names
+        times = [f.name for f in schema if pa.types.is_timestamp(f.type)]
+        deltas = {} if self.compacted else {n: "DELTA_BINARY_PACKED" for n in times if n in _DELTA_TIMES}
+        statistics = STATISTICS_COLUMNS if self.compacted else WINDOW_STATISTICS_COLUMNS
         return {
             "version": "2.6",
             "compression": self.compression,
             "compression_level": self.compression_level,
             "row_group_size": self.row_group_size,
-            "use_dictionary": [f.name for f in schema if _is_string(f.type) or pa.types.is_timestamp(f.type)],
-            "write_statistics": [n for n in STATISTICS_COLUMNS if n in names],
+            "use_dictionary": [f.name for f in schema if _is_string(f.type)] + [n for n in times if n not in deltas],
+            "column_encoding": deltas or None,
+            "write_statistics": [n for n in statistics if n in names],
             "dictionary_pagesize_limit": 16 << 20,
+            "data_page_size": 2 << 20,
             "write_batch_size": 1 << 16,  # fewer per-batch passes than the default 1,024 (~5 % CPU)
             "sorting_columns": [pq.SortingColumn(names.index(n)) for n in sorting if n in names] or None,
         }
@@ -125,8 +140,11 @@ def metric_ordered(points: pa.Table) -> pa.Table:
 
 
 def part_count(rows: int, row_group_size: int) -> int:
-    """How many files a window of ``rows`` becomes: one per core, each at least one row group."""
-    return max(1, min(len(os.sched_getaffinity(0)), rows // row_group_size))
+    """How many files a window of ``rows`` becomes: one per core, each at least a row group or
+    1 Mi rows, whichever is smaller, and a quarter of a row group (an 8 M-point window on two cores
+    is two files of 4 M rows written side by side; a small cluster's window stays one file)."""
+    smallest = max(row_group_size // 4, min(row_group_size, _MIN_PART_ROWS))
+    return max(1, min(len(os.sched_getaffinity(0)), rows // max(1, smallest)))
 
 
 def write_parts(
