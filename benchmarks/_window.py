@@ -3,12 +3,14 @@ documents and Pod objects, Heapster's chain, the points table), cached on disk.
 
 Building 5,000 nodes takes ~1 minute (two windows are decoded so the second has rates); the
 points and the API tables are kept as Arrow IPC files under ``$TMPDIR/heapster-bench-window-N``
-so the next benchmark run starts in seconds. The cache is keyed by node and pod counts and this
-package's version; delete the directory to rebuild.
+so the next benchmark run starts in seconds. The cache is keyed by node and pod counts, this
+package's version and a digest of the table schemas (a new column rebuilds it); delete the
+directory to rebuild otherwise.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +21,15 @@ import pyarrow.feather as feather
 
 from heapster_columnar import __version__
 from heapster_columnar.model.batch import MetricBatch
-from heapster_columnar.model.dimensions import Dimensions
+from heapster_columnar.model.dimensions import (
+    CONTAINERS_SCHEMA,
+    NAMESPACES_SCHEMA,
+    NODES_SCHEMA,
+    PODS_SCHEMA,
+    Dimensions,
+)
 from heapster_columnar.model.points import to_points
+from heapster_columnar.model.schema import POINTS_SCHEMA
 from heapster_columnar.model.window import Window
 from heapster_columnar.processors.chain import Pipeline
 from heapster_columnar.simulator.cluster import prepare_nodes
@@ -32,11 +41,13 @@ from heapster_columnar.sources.summary import decode_summaries
 AT = int(datetime(2024, 6, 1, tzinfo=UTC).timestamp())
 STEP = 15
 _TABLES = ("points", "entities", "labeled", "pods", "containers", "namespaces", "nodes")
+_SCHEMAS = (POINTS_SCHEMA, PODS_SCHEMA, CONTAINERS_SCHEMA, NAMESPACES_SCHEMA, NODES_SCHEMA)
+_DIGEST = hashlib.sha1("".join(str(s) for s in _SCHEMAS).encode()).hexdigest()[:8]
 
 
 def bench_window(nodes: int, pods_per_node: int = 30) -> Window:
     """The second window (with rates) of ``nodes`` x ``pods_per_node``, ending at 2024-06-01T00:00:30Z."""
-    cache = Path(tempfile.gettempdir()) / f"heapster-bench-window-{nodes}x{pods_per_node}-{__version__}"
+    cache = Path(tempfile.gettempdir()) / f"heapster-bench-window-{nodes}x{pods_per_node}-{__version__}-{_DIGEST}"
     if not all((cache / f"{name}.arrow").exists() for name in _TABLES):
         _build(nodes, pods_per_node, cache)
     tables = {name: feather.read_table(cache / f"{name}.arrow", memory_map=False) for name in _TABLES}

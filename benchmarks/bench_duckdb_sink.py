@@ -10,7 +10,10 @@ Dimensions object (as the collector does while the API state is unchanged) and s
 only. Reports wall and CPU seconds per append (min / median over the later ones, the first on its
 own), the file's growth per window, and one reader snapshot (CHECKPOINT + copy). Correctness is
 checked in the same run: per window, the row count, the exact sum of ``value_int`` and the sum of
-``value`` read back with SQL equal the input's (computed with Polars, not DuckDB).
+``value`` read back with SQL equal the input's (computed with Polars, not DuckDB); and, since the
+sink stores label strings as ids that the ``points`` view joins back, per string column the number
+of non-null values, their total bytes and the sum of bytes x (``value_int`` mod 997), which ties
+each string to its rows (computed from the Arrow dictionaries).
 
 The cache keeps the points table in 64 K-row chunks (each with the full dictionaries); the sink
 gets it as ``to_points`` hands it over, one chunk per column, which is done before timing.
@@ -35,6 +38,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from heapster_columnar.manager.clock import parse_duration
 from heapster_columnar.model.schema import TIME
@@ -72,6 +76,28 @@ def _expected(points: pa.Table) -> tuple[int, int, float]:
     ints = frame["value_int"].drop_nulls()
     high, low = (ints // 2**32).sum(), (ints % 2**32).sum()  # each part fits int64: no overflow
     return points.num_rows, int(high) * 2**32 + int(low), math.fsum(frame["value"].to_numpy())
+
+
+def _strings(points: pa.Table) -> list[str]:
+    return [f.name for f in points.schema if pa.types.is_dictionary(f.type)]
+
+
+def _expected_labels(points: pa.Table) -> dict[str, tuple[int, int, int]]:
+    """Per string column: (non-null values, their bytes, sum of bytes x (value_int mod 997)), from
+    the dictionaries' lengths taken at each row's index (no string is materialized)."""
+    value_int = points.column("value_int")
+    valid = pc.is_valid(value_int).to_numpy()
+    weight = np.where(valid, np.mod(pc.fill_null(value_int, 0).to_numpy(), 997), 0)
+    out = {}
+    for name in _strings(points):
+        lengths = np.concatenate(
+            [
+                pc.fill_null(pc.binary_length(chunk.dictionary).take(chunk.indices), 0).to_numpy().astype(np.int64)
+                for chunk in points.column(name).chunks
+            ]
+        )
+        out[name] = (len(lengths) - points.column(name).null_count, int(lengths.sum()), int((lengths * weight).sum()))
+    return out
 
 
 def main() -> int:
@@ -124,20 +150,31 @@ def main() -> int:
         snapshot_seconds = time.perf_counter() - started
         sink.close()
 
+        started = time.perf_counter()
+        names = _strings(points)
+        weight = "(((value_int % 997) + 997) % 997)"
+        per_label = ", ".join(
+            f'count("{n}"), sum(strlen("{n}"))::BIGINT, sum(strlen("{n}") * {weight})::BIGINT' for n in names
+        )
         with duckdb.connect(str(path), read_only=True) as con:
             stored = {
-                int(ms): (int(n), int(s), float(f))
-                for ms, n, s, f in con.sql(
-                    "SELECT epoch_ms(timestamp), count(*), sum(value_int)::VARCHAR, fsum(value) "
+                int(row[0]): row[1:]
+                for row in con.sql(
+                    f"SELECT epoch_ms(timestamp), count(*), sum(value_int)::VARCHAR, fsum(value), {per_label} "
                     "FROM points GROUP BY ALL"
                 ).fetchall()
             }
+        read_seconds = time.perf_counter() - started
         rows, ints, values = _expected(points)
+        labels = _expected_labels(points)
         kept = [w for w in written if not retention or w.end >= written[-1].end - retention]
         for shifted in kept:
-            n, s, f = stored[int(shifted.end.timestamp() * 1000)]
-            assert (n, s) == (rows, ints), f"read back {(n, s)}, wrote {(rows, ints)}"
+            n, s, f, *by_label = stored[int(shifted.end.timestamp() * 1000)]
+            assert (int(n), int(s)) == (rows, ints), f"read back {(n, s)}, wrote {(rows, ints)}"
             assert math.isclose(f, values, rel_tol=1e-12), f"sum(value) read back {f!r}, wrote {values!r}"
+            for k, name in enumerate(names):
+                got = tuple(int(x or 0) for x in by_label[3 * k : 3 * k + 3])
+                assert got == labels[name], f"{name}: read back {got}, wrote {labels[name]}"
         assert len(stored) >= len(kept)  # retention runs every few minutes, so more may still be there
 
         later_wall, later_cpu = walls[1:] or walls, cpus[1:] or cpus
@@ -153,7 +190,10 @@ def main() -> int:
             f"total {_size(path) / 1e6:.0f} MB after {len(written)} windows"
         )
         print(f"snapshot (CHECKPOINT + copy of {snapshot.stat().st_size / 1e6:.0f} MB): {snapshot_seconds:.2f} s")
-        print(f"read back: {rows:,} rows, sum(value_int) = {ints}, sum(value) = {values:.6e} per window: OK")
+        print(
+            f"read back ({read_seconds:.1f} s): {rows:,} rows, sum(value_int) = {ints}, sum(value) = {values:.6e} "
+            f"and {len(names)} string columns per window: OK"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(directory)

@@ -1,10 +1,11 @@
 """The DuckDB sink: ``--sink=duckdb:/data/metrics.duckdb?retention=30d&snapshot=5m``.
 
-One database file holds a ``points`` table (the points contract, ``docs/schema.md``) and the
-``pods``, ``containers``, ``namespaces`` and ``nodes`` tables, versioned only when the API state
-changes. Each window is one transaction; old windows are deleted by age every few minutes; a
-read-only copy (``<stem>.snapshot.duckdb``) is refreshed for readers, since DuckDB admits no other
-process while one writes. Design and measurements: ``docs/design/duckdb-store.md``.
+One database file holds ``points`` (the points contract, ``docs/schema.md``: a view over the
+``point_rows`` table, which stores each label string once, as an id) and the ``pods``,
+``containers``, ``namespaces`` and ``nodes`` tables, versioned only when the API state changes.
+Each window is one transaction; old windows are deleted by age every few minutes; a read-only copy
+(``<stem>.snapshot.duckdb``) is refreshed for readers, since DuckDB admits no other process while
+one writes. Design and measurements: ``docs/design/duckdb-store.md``.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from heapster_columnar.manager.clock import parse_duration
 from heapster_columnar.model.dimensions import Dimensions
 from heapster_columnar.model.schema import POINTS_SCHEMA
 from heapster_columnar.model.window import Window
-from heapster_columnar.sinks._duckdb_schema import DIMENSIONS, extra_labels
+from heapster_columnar.sinks._duckdb_schema import DIMENSIONS, SchemaMismatch, extra_labels
 from heapster_columnar.sinks._duckdb_snapshot import remove_stale_temporaries, snapshot_path, write_snapshot
-from heapster_columnar.sinks._duckdb_store import SchemaMismatch, Store
+from heapster_columnar.sinks._duckdb_store import Store
 
 __all__ = ["OPTIONS", "DuckDBConfig", "DuckDBSink", "snapshot_path"]
 

@@ -1,10 +1,13 @@
-"""The DuckDB sink on real files and real fixture windows: exact round trips, one transaction per
-window, dimension versions, retention, a SIGKILL mid-write, permissions, corrupt files, and a
-reader process on the snapshot while the sink holds the writer lock."""
+"""The DuckDB sink on real files and real fixture windows: exact round trips through the view over
+ids, one transaction per window (rows and new strings), the vocabulary rebuilt at open, files of
+the first layout converted, dimension versions, retention, a SIGKILL mid-write, permissions,
+corrupt files, a reader process on the snapshot while the sink holds the writer lock, and the
+model API's history read from it."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -26,12 +29,16 @@ from permissions import shared_directory, unprivileged
 from polars.testing import assert_frame_equal
 from windows import T0, fixture_dimensions, fixture_windows
 
+from heapster_columnar.api.history import DuckDBHistory
 from heapster_columnar.config.uri import parse_uri
 from heapster_columnar.errors import ConfigError, SinkError
 from heapster_columnar.model.batch import MetricBatch
 from heapster_columnar.model.dimensions import Dimensions
-from heapster_columnar.model.schema import POINTS_SCHEMA
+from heapster_columnar.model.schema import LABEL_TYPE, POINTS_SCHEMA
 from heapster_columnar.model.window import Window
+from heapster_columnar.sinks import _duckdb_store
+from heapster_columnar.sinks._duckdb_migrate import migrate
+from heapster_columnar.sinks._duckdb_schema import CODED
 from heapster_columnar.sinks.duckdb import DuckDBConfig, DuckDBSink
 from heapster_columnar.sinks.registry import build_sink
 
@@ -54,11 +61,12 @@ def query(path: Path, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         return con.execute(sql, params or None).fetchall()
 
 
-def stored(path: Path) -> pa.Table:
-    """The points table as DuckDB returns it, cast back to the contract (a safe cast: fails on loss)."""
+def stored(path: Path, *copied: str) -> pa.Table:
+    """The points as DuckDB returns them, cast back to the contract (a safe cast: fails on loss);
+    ``copied`` names the copied-label columns after it."""
     with duckdb.connect(str(path), read_only=True) as con:
         table = con.sql("SELECT * FROM points").to_arrow_table()
-    return table.cast(POINTS_SCHEMA)
+    return table.cast(pa.schema([*POINTS_SCHEMA, *(pa.field(name, LABEL_TYPE) for name in copied)]))
 
 
 def counts(path: Path) -> dict[datetime, int]:
@@ -71,6 +79,57 @@ def pod_phase_changed(dimensions: Dimensions) -> Dimensions:
     phase = pc.if_else(pc.equal(pods["name"], POD_A), pa.scalar("Failed"), pods["phase"])
     pods = pods.set_column(pods.schema.get_field_index("phase"), pods.schema.field("phase"), phase)
     return replace(dimensions, pods=pods.filter(pc.not_equal(pods["name"], POD_B)))
+
+
+def with_new_strings(window: Window, pod: str | None = "renamed-pod", **copied: str) -> Window:
+    """``window`` with POD_A called ``pod`` (a string the file has not seen; None: keep the name)
+    and ``copied`` label columns (``app="web"``: a column ``app`` of "web" on every point)."""
+    points = window.points
+    if pod is not None:
+        names = points.column("pod_name").cast(pa.string())
+        renamed = pc.if_else(pc.equal(names, POD_A), pa.scalar(pod), names).dictionary_encode()
+        field = POINTS_SCHEMA.field("pod_name")
+        points = points.set_column(points.schema.get_field_index("pod_name"), field, renamed)
+    for name, value in copied.items():
+        points = points.append_column(name, pa.array([value] * points.num_rows).dictionary_encode())
+    return replace(window, points=points)
+
+
+def label_ids(path: Path, label: str) -> list[tuple[int, str]]:
+    return [(int(i), str(v)) for i, v in query(path, f'SELECT id, value FROM label_values."{label}" ORDER BY id')]
+
+
+def dictionary_strings(windows: list[Window], label: str) -> set[str]:
+    """Every string of ``label``'s dictionaries in ``windows`` (what the sink's vocabulary holds)."""
+    return {v for w in windows for chunk in w.points.column(label).chunks for v in chunk.dictionary.to_pylist()}
+
+
+# The first version of this sink stored one table of strings; a file it wrote, in plain SQL.
+FIRST_LAYOUT = """
+CREATE TABLE points (
+    "timestamp" TIMESTAMP WITH TIME ZONE NOT NULL, "type" VARCHAR NOT NULL, metric VARCHAR NOT NULL,
+    value DOUBLE NOT NULL, value_int BIGINT, nodename VARCHAR, namespace_name VARCHAR, pod_name VARCHAR,
+    pod_id VARCHAR, container_name VARCHAR, resource_id VARCHAR, make VARCHAR, model VARCHAR,
+    accelerator_id VARCHAR, hostname VARCHAR, host_id VARCHAR, namespace_id VARCHAR,
+    container_base_image VARCHAR, labels VARCHAR, sample_time TIMESTAMP WITH TIME ZONE,
+    start_time TIMESTAMP WITH TIME ZONE, app VARCHAR
+)"""
+
+
+def first_layout_file(path: Path, windows: list[Window]) -> None:
+    """``windows`` (each with an ``app`` column) in a points table of strings."""
+    with duckdb.connect(str(path)) as con:
+        con.execute(FIRST_LAYOUT)
+        for window in windows:
+            con.register("window_points", window.points)
+            con.execute("INSERT INTO points SELECT * FROM window_points")
+            con.unregister("window_points")
+
+
+def relations(path: Path) -> dict[str, str]:
+    """``schema.name`` -> ``BASE TABLE`` or ``VIEW`` for everything in the file."""
+    sql = "SELECT table_schema || '.' || table_name, table_type FROM information_schema.tables"
+    return {str(name): str(kind) for name, kind in query(path, sql)}
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -157,6 +216,17 @@ def test_round_trip_is_exact_in_sql_arrow_and_polars(made: list[Window], tmp_pat
     assert back.num_rows == sum(w.points.num_rows for w in windows) == 1170 + 1381 + 1381
     assert canonical(back) == canonical(expected)
     assert query(path, f"SELECT count(*) FROM points WHERE value_int = {2**62 + 1}") == [(1,)]
+    # Underneath: each string once, ids 1..n per label, and integer ids in the fact table.
+    kinds = relations(path)
+    assert kinds["main.points"] == "VIEW" and kinds["main.point_rows"] == "BASE TABLE"
+    assert {k for k in kinds if k.startswith("label_values.")} == {f"label_values.{c}" for c in CODED}
+    for label in ("type", "metric", "pod_name", "resource_id", "make"):
+        stored_ids = label_ids(path, label)
+        assert [i for i, _ in stored_ids] == list(range(1, len(stored_ids) + 1))
+        assert sorted(v for _, v in stored_ids) == sorted(dictionary_strings(windows, label))  # each once
+    a_points = sum(pc.sum(pc.equal(w.points["pod_name"].cast(pa.string()), POD_A)).as_py() for w in windows)
+    sql = "SELECT count(*) FROM point_rows WHERE pod_name = (SELECT id FROM label_values.pod_name WHERE value = $v)"
+    assert query(path, sql, v=POD_A) == [(a_points,)] and a_points > 0
 
     with duckdb.connect(str(path), read_only=True) as con:
         frame = con.sql("SELECT * FROM points").pl()
@@ -183,32 +253,73 @@ def test_copied_label_columns_become_varchar_columns(made: list[Window], tmp_pat
         (made[0].end, None, 1170),
         (made[1].end, "web", 1381),
     ]
+    described = [(name, kind) for name, kind, *_ in query(path, "DESCRIBE points")]
+    assert described[-3:] == [
+        ("sample_time", "TIMESTAMP WITH TIME ZONE"),
+        ("start_time", "TIMESTAMP WITH TIME ZONE"),
+        ("app", "VARCHAR"),
+    ]
+    facts = (
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'point_rows' ORDER BY ordinal_position"
+    )
+    assert query(path, facts)[-1] == ("app", "INTEGER")
+    assert label_ids(path, "app") == [(1, "web")]
 
 
 # --- transactions -----------------------------------------------------------------------------
 
 
-def test_a_failed_window_leaves_none_of_its_rows(made: list[Window], tmp_path: Path) -> None:
+def test_a_failed_window_leaves_none_of_its_rows_nor_strings(made: list[Window], tmp_path: Path) -> None:
     path = tmp_path / "metrics.duckdb"
     sink = sink_at(path)
     sink.write(made[0])
+    # Both failing windows bring strings the file has not seen: a renamed pod and a copied label.
     # A value column of strings: DuckDB converts row by row until the last one, which is no number.
-    values = [str(v) for v in made[1].points["value"].to_pylist()[:-1]] + ["n/a"]
-    bad_points = made[1].points.set_column(3, "value", pa.array(values))
+    fresh = with_new_strings(made[1], app="web")
+    values = [str(v) for v in fresh.points["value"].to_pylist()[:-1]] + ["n/a"]
+    bad_points = fresh.points.set_column(3, "value", pa.array(values))
     with pytest.raises(SinkError) as raised:
-        sink.write(replace(made[1], points=bad_points))
+        sink.write(replace(fresh, points=bad_points))
     assert raised.value.retryable is False and str(path) in str(raised.value) and "n/a" in str(raised.value)
-    # Points fine, but a pods table whose start_time does not convert: fails after the points went in.
-    assert made[2].dimensions is not None
-    pods = made[2].dimensions.pods
+    # Points and strings fine, but a pods table whose start_time does not convert: fails after the
+    # points and the new strings went in.
+    fresh = with_new_strings(made[2], app="web")
+    assert fresh.dimensions is not None
+    pods = fresh.dimensions.pods
     broken = pods.set_column(5, "start_time", pa.array(["yesterday"] * pods.num_rows))
     with pytest.raises(SinkError) as raised:
-        sink.write(replace(made[2], dimensions=replace(made[2].dimensions, pods=broken)))
+        sink.write(replace(fresh, dimensions=replace(fresh.dimensions, pods=broken)))
     assert raised.value.retryable is False
-    sink.write(made[3])  # the connection is still good
+    last = with_new_strings(made[3], app="web")
+    sink.write(last)  # the connection is still good, and the same new strings now go in for good
     sink.close()
     assert counts(path) == {made[0].end: 1170, made[3].end: 1381}
     assert query(path, "SELECT count(*), min(valid_from) FROM pods") == [(24, made[0].end)]
+    # The failed windows left no string behind, in the file or in memory: the renamed pod got the
+    # next id once, the copied label its column and table once, and the last window reads back exactly.
+    pods_known = len(dictionary_strings(made[:1], "pod_name"))
+    assert label_ids(path, "pod_name")[pods_known:] == [(pods_known + 1, "renamed-pod")]
+    assert label_ids(path, "app") == [(1, "web")]
+    back = stored(path, "app").filter(pc.equal(pc.field("timestamp"), pa.scalar(made[3].end, POINTS_SCHEMA[0].type)))
+    assert canonical(back) == canonical(last.points)
+
+
+def test_the_vocabulary_is_rebuilt_when_the_file_is_reopened(made: list[Window], tmp_path: Path) -> None:
+    path = tmp_path / "metrics.duckdb"
+    sink = sink_at(path)
+    sink.write(made[0])
+    sink.close()
+    later = with_new_strings(made[1], pod="restarted-pod")
+    sink = sink_at(path)  # a new process: the strings and their ids come from the file
+    sink.write(later)
+    sink.close()
+    # Each string once: the known ones kept their ids, the new one got the next (a vocabulary that
+    # started empty would have given the first string of the window id 1 again).
+    pods_known = len(dictionary_strings(made[:1], "pod_name"))
+    ids = label_ids(path, "pod_name")
+    assert [i for i, _ in ids] == list(range(1, pods_known + 2)) and ids[-1] == (pods_known + 1, "restarted-pod")
+    assert canonical(stored(path)) == canonical(pa.concat_tables([made[0].points, later.points]))
 
 
 def test_a_window_missing_a_contract_column_is_refused_before_any_io(made: list[Window], tmp_path: Path) -> None:
@@ -269,6 +380,7 @@ def test_retention_deletes_exactly_the_old_windows(kubelet_data: Path, tmp_path:
     changed = pod_phase_changed(windows[1].dimensions)
     path = tmp_path / "metrics.duckdb"
     sink = sink_at(path, retention=timedelta(minutes=2))
+    windows[0] = with_new_strings(windows[0], pod="gone-pod")  # a string only the first window uses
     for k, window in enumerate(windows):
         sink.write(window if k == 0 else replace(window, dimensions=changed))
     sink.close()
@@ -281,6 +393,10 @@ def test_retention_deletes_exactly_the_old_windows(kubelet_data: Path, tmp_path:
         (windows[1].end, 1, 0),  # POD_A's second version
     ]
     assert query(path, "SELECT count(*) FROM nodes") == [(1,)]
+    # Strings stay (ids keep their meaning for snapshot readers); the kept rows read back exactly.
+    assert ("gone-pod" in {v for _, v in label_ids(path, "pod_name")}) and counts(path)
+    assert query(path, "SELECT count(*) FROM points WHERE pod_name = 'gone-pod'") == [(0,)]
+    assert canonical(stored(path)) == canonical(pa.concat_tables([w.points for w in windows[4:]]))
 
 
 # --- crashes ----------------------------------------------------------------------------------
@@ -295,6 +411,9 @@ sys.path.insert(0, {here!r})
 from windows import fixture_windows
 from heapster_columnar.model.schema import TIME
 from heapster_columnar.samples import kubelet_dir
+from heapster_columnar.sinks import _duckdb_store
+from heapster_columnar.sinks._duckdb_migrate import migrate
+from heapster_columnar.sinks._duckdb_schema import CODED
 from heapster_columnar.sinks.duckdb import DuckDBConfig, DuckDBSink
 w0, w1, w2 = fixture_windows(kubelet_dir(), 3)
 sink = DuckDBSink(DuckDBConfig(path=Path({path!r}), snapshot=timedelta(0)))
@@ -396,6 +515,82 @@ def test_a_duckdb_file_with_someone_elses_points_table_is_refused(made: list[Win
     assert query(path, "SELECT table_name FROM duckdb_tables()") == [("points",)]
 
 
+def test_a_file_of_the_first_layout_is_converted_at_open(
+    made: list[Window], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "metrics.duckdb"
+    old = [with_new_strings(made[0], app="web"), with_new_strings(made[1], pod=None, app="db")]
+    first_layout_file(path, old)
+    sink = sink_at(path)
+    with caplog.at_level(logging.INFO, logger="heapster_columnar.sinks.duckdb"):
+        sink.write(made[2])  # opens the file, converts it, then writes as usual
+    sink.close()
+    logged = [r.getMessage() for r in caplog.records if "converted" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].startswith(
+        f"duckdb: {path}: converted 2551 points of the first layout (a points table of strings) to point_rows "
+        "with ids, label_values.* and a points view in "
+    )
+    kinds = relations(path)
+    assert kinds["main.points"] == "VIEW" and kinds["main.point_rows"] == "BASE TABLE"
+    assert label_ids(path, "app") == [(1, "db"), (2, "web")]  # converted strings get ids in string order
+    assert [(name, kind) for name, kind, *_ in query(path, "DESCRIBE points")][-1] == ("app", "VARCHAR")
+    no_app = made[2].points.append_column("app", pa.nulls(made[2].points.num_rows, LABEL_TYPE))
+    assert canonical(stored(path, "app")) == canonical(pa.concat_tables([*(w.points for w in old), no_app]))
+
+
+def test_a_failed_conversion_leaves_the_first_layout_as_it_was(
+    made: list[Window], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "metrics.duckdb"
+    old = [with_new_strings(made[0], app="web")]
+    first_layout_file(path, old)
+
+    def failing(con: duckdb.DuckDBPyConnection, columns: list[str]) -> int:
+        migrate(con, columns)  # all of it done, then the disk fails before the commit
+        raise duckdb.IOException("injected: no space left on device")
+
+    monkeypatch.setattr(_duckdb_store, "migrate", failing)
+    sink = sink_at(path)
+    with pytest.raises(SinkError, match="cannot open the database: IOException: injected") as raised:
+        sink.write(made[1])
+    assert raised.value.retryable is True
+    assert relations(path) == {"main.points": "BASE TABLE"}
+    assert canonical(stored(path, "app")) == canonical(old[0].points)
+    monkeypatch.undo()
+    sink.write(made[1])  # the retry converts it
+    sink.close()
+    assert relations(path)["main.points"] == "VIEW" and counts(path) == {made[0].end: 1170, made[1].end: 1381}
+
+
+def test_a_file_with_both_layouts_is_refused(made: list[Window], tmp_path: Path) -> None:
+    path = tmp_path / "metrics.duckdb"
+    first_layout_file(path, [])
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE point_rows (x INTEGER)")
+    sink = sink_at(path)
+    with pytest.raises(SinkError, match="table points and table point_rows both exist") as raised:
+        sink.write(made[0])
+    assert raised.value.retryable is False
+    assert relations(path) == {"main.points": "BASE TABLE", "main.point_rows": "BASE TABLE"}
+
+
+def test_a_vocabulary_this_sink_cannot_have_written_is_refused(made: list[Window], tmp_path: Path) -> None:
+    path = tmp_path / "metrics.duckdb"
+    sink = sink_at(path)
+    sink.write(made[0])
+    sink.close()
+    with duckdb.connect(str(path)) as con:  # a second id 1: the view would return its rows twice
+        con.execute("INSERT INTO label_values.pod_name VALUES (1, 'impostor')")
+    before = label_ids(path, "pod_name")
+    sink = sink_at(path)
+    with pytest.raises(
+        SinkError, match=r"holds tables this sink does not write \(label_values.pod_name: the ids"
+    ) as raised:
+        sink.write(made[1])
+    assert raised.value.retryable is False
+    assert label_ids(path, "pod_name") == before and len(before) == len(dictionary_strings(made[:1], "pod_name")) + 1
+
+
 def test_a_second_writer_is_a_retryable_error_until_it_leaves(made: list[Window], tmp_path: Path) -> None:
     path = tmp_path / "metrics.duckdb"
     holder = "import duckdb, sys\ncon = duckdb.connect(sys.argv[1])\nprint('open', flush=True)\nsys.stdin.read()"
@@ -478,3 +673,66 @@ def test_close_refreshes_the_snapshot_and_snapshot_can_be_asked_for(made: list[W
     sink.write(made[2])
     sink.close()
     assert counts(sink.snapshot_path) == counts(path) and len(counts(path)) == 3
+
+
+def test_an_attached_snapshot_resolves_its_own_tables(made: list[Window], tmp_path: Path) -> None:
+    """A notebook may ATTACH the snapshot under any name: the view must read that file's tables."""
+    sink = DuckDBSink(DuckDBConfig(path=tmp_path / "metrics.duckdb", snapshot=timedelta(hours=1)))
+    for window in made[:2]:
+        sink.write(window)
+    sink.close()
+    sql = "SELECT timestamp, count(*), count(DISTINCT pod_name), max(metric) FROM {} GROUP BY 1 ORDER BY 1"
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{sink.snapshot_path}' AS elsewhere (READ_ONLY)")
+        attached = con.sql(sql.format("elsewhere.points")).fetchall()
+    assert attached == query(sink.snapshot_path, sql.format("points"))
+    assert [n for _, n, *_ in attached] == [1170, 1381]
+
+
+# --- the model API's history ------------------------------------------------------------------
+
+NODE, NAMESPACE = "datagen-1-28", "kube-system"
+
+
+def entity_values(windows: list[Window], metric: str, **keys: str | None) -> list[tuple[datetime, Any]]:
+    """(window end, value_int) of one entity's metric, from the processed entity tables."""
+    out = []
+    for window in windows:
+        entities = pl.from_arrow(window.batch.entities)
+        assert isinstance(entities, pl.DataFrame)
+        for name, value in keys.items():
+            entities = entities.filter(pl.col(name).is_null() if value is None else pl.col(name) == value)
+        out.append((window.end, entities.get_column(metric).item()))
+    return out
+
+
+@pytest.mark.parametrize("layout", ["ids", "first"])
+def test_model_history_reads_one_entity_from_the_snapshot(made: list[Window], tmp_path: Path, layout: str) -> None:
+    windows = made[:3]
+    if layout == "ids":
+        sink = DuckDBSink(DuckDBConfig(path=tmp_path / "metrics.duckdb", snapshot=timedelta(minutes=5)))
+        for window in windows:
+            sink.write(window)
+        sink.close()
+        snapshot = sink.snapshot_path
+    else:  # a snapshot taken before the sink converted the file
+        snapshot = tmp_path / "metrics.snapshot.duckdb"
+        first_layout_file(snapshot, [with_new_strings(w, pod=None, app="web") for w in windows])
+    history = DuckDBHistory(snapshot)
+    end = windows[-1].end + timedelta(seconds=1)
+
+    def series(entity: tuple[str | None, ...], metric: str, start: datetime | None = None) -> list[tuple[Any, ...]]:
+        table = history.points(entity, metric, start, end)
+        assert table.column_names == ["timestamp", "metric", "value", "value_int"]
+        assert set(table.column("metric").to_pylist()) <= {metric}
+        return list(zip(table.column("timestamp").to_pylist(), table.column("value_int").to_pylist(), strict=True))
+
+    pod = ("pod", NODE, NAMESPACE, POD_A, None)
+    want = entity_values(windows, "memory/usage", type="pod", nodename=NODE, pod_name=POD_A, container_name=None)
+    assert series(pod, "memory/usage") == want and len(want) == 3
+    assert series(pod, "memory/usage", windows[1].end) == want[1:]
+    container = ("pod_container", NODE, NAMESPACE, POD_A, "coredns")
+    keys = {"type": "pod_container", "pod_name": POD_A, "container_name": "coredns"}
+    assert series(container, "memory/working_set") == entity_values(windows, "memory/working_set", **keys)
+    assert series(("pod", NODE, NAMESPACE, "no-such-pod", None), "memory/usage") == []
+    assert series(pod, "no/such-metric") == []
