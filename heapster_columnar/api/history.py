@@ -22,6 +22,7 @@ import pyarrow.fs as pafs
 from heapster_columnar._sql import literal
 from heapster_columnar.api.entity_index import KEY_COLUMNS
 from heapster_columnar.errors import StoreError
+from heapster_columnar.sinks._duckdb_schema import FACTS, quote, vocabulary_table
 
 __all__ = ["DuckDBHistory", "ParquetHistory"]
 
@@ -147,8 +148,6 @@ class DuckDBHistory:
 
     @staticmethod
     def _stores_ids(con: duckdb.DuckDBPyConnection) -> bool:
-        from heapster_columnar.sinks._duckdb_schema import FACTS
-
         found = con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
             "AND schema_name = 'main' AND table_name = ?",
@@ -164,8 +163,6 @@ class DuckDBHistory:
         start: datetime | None,
         end: datetime,
     ) -> pa.Table:
-        from heapster_columnar.sinks._duckdb_schema import FACTS, quote, vocabulary_table
-
         labels = [("metric", metric), *zip(KEY_COLUMNS, entity, strict=True)]
         strings = [(name, value) for name, value in labels if value is not None]
         lookup = " UNION ALL ".join(
