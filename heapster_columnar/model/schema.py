@@ -48,6 +48,13 @@ POINTS_SCHEMA = pa.schema(
 ENTITY_KEY_COLUMNS: tuple[str, ...] = ("type", *ENTITY_LABELS)
 
 
+def is_text(kind: pa.DataType) -> bool:
+    """Strings in any Arrow form a window may carry them: plain, large, view, or dictionary-encoded."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind))
+
+
 def plain_metric_names() -> tuple[str, ...]:
     """Entity-table metric columns the decoder fills: uptime, ephemeral storage and field metrics."""
     return (

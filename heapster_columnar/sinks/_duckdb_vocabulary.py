@@ -24,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from heapster_columnar.model.schema import is_text
+
 CODE = pa.int32()
 _NO_STRINGS = pa.array([], pa.string())
 
@@ -147,18 +149,14 @@ def _as_dictionary(name: str, chunk: pa.Array) -> pa.DictionaryArray:
     """A dictionary array of strings, whatever string form the column came in."""
     kind = chunk.type
     if pa.types.is_dictionary(kind):
-        if not _is_text(kind.value_type):
+        if not is_text(kind.value_type):
             raise TypeError(f"column {name!r} holds {kind.value_type} values, not strings")
         return chunk
-    if _is_text(kind):
+    if is_text(kind):
         return chunk.dictionary_encode()
     if pa.types.is_null(kind):
         return pa.DictionaryArray.from_arrays(pa.nulls(len(chunk), CODE), _NO_STRINGS)
     raise TypeError(f"column {name!r} holds {kind}, not strings")
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind))
 
 
 def _identity(array: pa.Array) -> tuple[int, ...]:

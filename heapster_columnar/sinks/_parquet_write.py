@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from heapster_columnar.model.schema import is_text
+
 __all__ = [
     "COMPACTED_ROW_GROUP",
     "STATISTICS_COLUMNS",
@@ -89,7 +91,7 @@ class WriterOptions:
             "compression": self.compression,
             "compression_level": self.compression_level,
             "row_group_size": self.row_group_size,
-            "use_dictionary": [f.name for f in schema if _is_string(f.type)] + [n for n in times if n not in deltas],
+            "use_dictionary": [f.name for f in schema if is_text(f.type)] + [n for n in times if n not in deltas],
             "column_encoding": deltas or None,
             "write_statistics": [n for n in statistics if n in names],
             "dictionary_pagesize_limit": 16 << 20,
@@ -97,12 +99,6 @@ class WriterOptions:
             "write_batch_size": 1 << 16,  # fewer per-batch passes than the default 1,024 (~5 % CPU)
             "sorting_columns": [pq.SortingColumn(names.index(n)) for n in sorting if n in names] or None,
         }
-
-
-def _is_string(t: pa.DataType) -> bool:
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
 def _metric_rank(column: pa.ChunkedArray) -> np.ndarray:

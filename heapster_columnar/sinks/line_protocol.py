@@ -30,6 +30,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from heapster_columnar.model.schema import is_text
+
 __all__ = [
     "OMITTED_TAGS",
     "EncodedBatch",
@@ -112,17 +114,11 @@ class LineFormat:
     def tag_columns(self, schema: pa.Schema) -> list[str]:
         """Label columns of ``schema`` that become tags, in schema order."""
         constant = {k for k, _ in self.constant_tags}
-        labels = [f.name for f in schema if f.name not in _NOT_LABELS and _is_text(f.type) and f.name not in constant]
+        labels = [f.name for f in schema if f.name not in _NOT_LABELS and is_text(f.type) and f.name not in constant]
         if self.tags is None:
             return [name for name in labels if name not in OMITTED_TAGS and name not in self.exclude]
         wanted = set(self.tags)
         return [name for name in labels if name in wanted]
-
-
-def _is_text(typ: pa.DataType) -> bool:
-    if pa.types.is_dictionary(typ):
-        typ = typ.value_type
-    return bool(pa.types.is_string(typ) or pa.types.is_large_string(typ))
 
 
 @dataclass(frozen=True, slots=True)
