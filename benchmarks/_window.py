@@ -28,7 +28,7 @@ from heapster_columnar.model.dimensions import (
     PODS_SCHEMA,
     Dimensions,
 )
-from heapster_columnar.model.points import to_points
+from heapster_columnar.model.points import points_with_entities
 from heapster_columnar.model.schema import POINTS_SCHEMA
 from heapster_columnar.model.window import Window
 from heapster_columnar.processors.chain import Pipeline
@@ -40,7 +40,7 @@ from heapster_columnar.sources.summary import decode_summaries
 
 AT = int(datetime(2024, 6, 1, tzinfo=UTC).timestamp())
 STEP = 15
-_TABLES = ("points", "entities", "labeled", "pods", "containers", "namespaces", "nodes")
+_TABLES = ("points", "point_entities", "entities", "labeled", "pods", "containers", "namespaces", "nodes")
 _SCHEMAS = (POINTS_SCHEMA, PODS_SCHEMA, CONTAINERS_SCHEMA, NAMESPACES_SCHEMA, NODES_SCHEMA)
 _DIGEST = hashlib.sha1("".join(str(s) for s in _SCHEMAS).encode()).hexdigest()[:8]
 
@@ -51,10 +51,15 @@ def bench_window(nodes: int, pods_per_node: int = 30) -> Window:
     if not all((cache / f"{name}.arrow").exists() for name in _TABLES):
         _build(nodes, pods_per_node, cache)
     tables = {name: feather.read_table(cache / f"{name}.arrow", memory_map=False) for name in _TABLES}
+    # One chunk, as ``to_points`` makes it (the file holds 64 Ki-row batches, each with a copy of
+    # every dictionary).
+    tables["points"] = tables["points"].combine_chunks()
     end = datetime.fromtimestamp(AT + 2 * STEP, UTC)
     dimensions = Dimensions(tables["pods"], tables["containers"], tables["namespaces"], tables["nodes"])
     batch = MetricBatch(tables["entities"], tables["labeled"])
-    return Window(end - timedelta(seconds=STEP), end, batch, tables["points"], nodes, {}, {}, dimensions)
+    entities = tables["point_entities"].column(0).to_numpy()
+    start = end - timedelta(seconds=STEP)
+    return Window(start, end, batch, tables["points"], nodes, {}, {}, dimensions, point_entities=entities)
 
 
 def _build(nodes: int, pods_per_node: int, cache: Path) -> None:
@@ -83,8 +88,10 @@ def _build(nodes: int, pods_per_node: int, cache: Path) -> None:
         decoded = decode_summaries([t.render(second) for t in templates if t is not None], now=now).batch
         batch = pipeline.process(decoded, now, dims).to_batch()
     assert batch is not None
+    points, point_entities = points_with_entities(batch, datetime.fromtimestamp(AT + 2 * STEP, UTC))
     tables: dict[str, pa.Table] = {
-        "points": to_points(batch, datetime.fromtimestamp(AT + 2 * STEP, UTC)),
+        "points": points,
+        "point_entities": pa.table({"row": point_entities}),
         "entities": batch.entities,
         "labeled": batch.labeled,
         "pods": dims.pods,

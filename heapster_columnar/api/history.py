@@ -22,7 +22,7 @@ import pyarrow.fs as pafs
 from heapster_columnar._sql import literal
 from heapster_columnar.api.entity_index import KEY_COLUMNS
 from heapster_columnar.errors import StoreError
-from heapster_columnar.sinks._duckdb_schema import FACTS, quote, vocabulary_table
+from heapster_columnar.sinks._duckdb_schema import FACTS, POINT_SET, SET_ID, SETS, quote, vocabulary_table
 
 __all__ = ["DuckDBHistory", "ParquetHistory"]
 
@@ -123,13 +123,14 @@ class ParquetHistory:
 class DuckDBHistory:
     """Points of one entity and metric from a DuckDB sink's read-only snapshot file.
 
-    The sink stores label strings once, as ids (``point_rows``, one ``label_values.<column>``
-    table per label; ``points`` is a view joining them back). Through the view every query runs
-    all sixteen joins on the rows it keeps; instead the entity's strings are looked up in their
-    tables and ``point_rows`` is filtered by ids, as constants so that DuckDB skips row groups by
-    their min/max (a window's rows come grouped by metric): 12 ms instead of 36 ms on 54 M points.
-    A string the file has never seen gets id 0, which no row has. A snapshot of the first layout
-    (``points`` a table, taken before the sink converted the file) is read as before.
+    The sink stores an entity's labels once per window (``metric_sets``), its points apart
+    (``point_rows``) and each label string once, as an id (one ``label_values.<column>`` table per
+    label; ``points`` is a view joining them back). Through the view every query runs all sixteen
+    joins on the rows it keeps; instead the entity's strings are looked up in their tables, the
+    sets filtered by those ids, as constants so that DuckDB skips row groups by their min/max, and
+    only the matching sets' points joined. A string the file has never seen gets id 0, which no
+    row has. A snapshot of an earlier layout (taken before the sink converted the file) is read
+    through its ``points``.
     """
 
     def __init__(self, snapshot: Path) -> None:
@@ -151,7 +152,7 @@ class DuckDBHistory:
         found = con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
             "AND schema_name = 'main' AND table_name = ?",
-            [FACTS],
+            [SETS],
         ).fetchall()
         return bool(found)
 
@@ -170,14 +171,15 @@ class DuckDBHistory:
         )
         found = con.execute(lookup, [item for pair in strings for item in pair]).fetchall()
         ids = {str(label): int(code) for label, code in found}
-        where = [f"timestamp < {literal(end)}"]
+        where = [f"s.timestamp < {literal(end)}", f"f.metric = {ids.get('metric', 0)}"]
         if start is not None:
-            where.append(f"timestamp >= {literal(start)}")
-        for name, value in labels:
-            where.append(f"{quote(name)} IS NULL" if value is None else f"{quote(name)} = {ids.get(name, 0)}")
+            where.append(f"s.timestamp >= {literal(start)}")
+        for name, value in labels[1:]:
+            column = f"s.{quote(name)}"
+            where.append(f"{column} IS NULL" if value is None else f"{column} = {ids.get(name, 0)}")
         sql = (
-            f"SELECT timestamp, {literal(metric)} AS metric, value, value_int FROM {FACTS} "
-            f"WHERE {' AND '.join(where)} ORDER BY timestamp"
+            f"SELECT s.timestamp, {literal(metric)} AS metric, f.value, f.value_int FROM {FACTS} AS f "
+            f"JOIN {SETS} AS s ON s.{SET_ID} = f.{POINT_SET} WHERE {' AND '.join(where)} ORDER BY s.timestamp"
         )
         table: pa.Table = con.sql(sql).to_arrow_table()
         return table

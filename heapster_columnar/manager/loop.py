@@ -22,7 +22,7 @@ import pyarrow as pa
 from heapster_columnar.manager.clock import next_collection
 from heapster_columnar.model.batch import MetricBatch
 from heapster_columnar.model.dimensions import Dimensions
-from heapster_columnar.model.points import to_points
+from heapster_columnar.model.points import points_with_entities
 from heapster_columnar.model.window import Window
 from heapster_columnar.processors.chain import Pipeline
 from heapster_columnar.sinks.base import Sink, WriteResult
@@ -184,7 +184,7 @@ class Manager:
             log.error("window %s: processor %s failed: %s", end.isoformat(), failure.stage, failure.error)
         batch = processed.to_batch()
         started = time.perf_counter()
-        points = to_points(batch, end)
+        points, point_entities = points_with_entities(batch, end)
         stage_seconds = {
             "scrape": scrape_seconds,  # wall time, decoding overlapped
             "decode": getattr(collected, "decode_seconds", 0.0),  # decode thread time within it
@@ -192,7 +192,8 @@ class Manager:
             "to_points": time.perf_counter() - started,
         }
         nodes = dimensions.nodes.num_rows or len(collected.failures)
-        return Window(start, end, batch, points, nodes, dict(collected.failures), stage_seconds, dimensions)
+        failures = dict(collected.failures)
+        return Window(start, end, batch, points, nodes, failures, stage_seconds, dimensions, point_entities)
 
     async def _write(self, sink: Sink, window: Window) -> WriteResult:
         started = time.perf_counter()

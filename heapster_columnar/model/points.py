@@ -88,6 +88,15 @@ def points_schema(extra_labels: Sequence[str] = ()) -> pa.Schema:
 
 def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
     """The public long-form points table of ``batch``, stamped with the window end ``timestamp``."""
+    return points_with_entities(batch, timestamp)[0]
+
+
+def points_with_entities(batch: MetricBatch, timestamp: datetime) -> tuple[pa.Table, np.ndarray]:
+    """:func:`to_points` and, for each point, the row of ``batch.entities`` it was taken from.
+
+    The row says which points share their entity's labels and times without comparing any of
+    them: the DuckDB sink stores those once per entity (``Window.point_entities``).
+    """
     entities = batch.entities
     int_names, float_names = metric_columns(entities)
     names = [*int_names, *float_names]
@@ -102,7 +111,8 @@ def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
     n = n_plain + n_labeled
     extra = label_columns(entities)
 
-    entity_index = pa.array(np.concatenate([rows, labeled.column("entity").to_numpy()]), pa.int64())
+    entity_rows = np.concatenate([rows, labeled.column("entity").to_numpy()]).astype(np.int64, copy=False)
+    entity_index = pa.array(entity_rows, pa.int64())
     metric = pa.chunked_array(
         [
             pa.DictionaryArray.from_arrays(pa.array(cols, pa.int16()), pa.array(names, pa.string())),
@@ -152,7 +162,7 @@ def to_points(batch: MetricBatch, timestamp: datetime) -> pa.Table:
         columns = {name: future.result() for name, future in futures.items()}
     for label in ENRICHED_LABELS:
         columns.setdefault(label, no_label)
-    return pa.Table.from_pydict(columns, schema=points_schema(extra))
+    return pa.Table.from_pydict(columns, schema=points_schema(extra)), entity_rows
 
 
 def _constant_time(stamp: datetime, n: int) -> pa.Array:

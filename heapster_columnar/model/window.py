@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 
 from heapster_columnar.model.batch import MetricBatch
@@ -21,6 +22,7 @@ class Window:
     ``dimensions`` is the API snapshot the window was enriched with: the same objects window after
     window until list+watch sees a change (tables are replaced, never mutated), so a sink can tell
     a change by identity and store the pods/nodes/namespaces tables only then.
+    ``point_entities`` lets a sink store an entity's labels once instead of per point.
     """
 
     start: datetime
@@ -31,6 +33,9 @@ class Window:
     failures: Mapping[str, str] = field(default_factory=dict)
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
     dimensions: Dimensions | None = None
+    # For each point, its row in ``batch.entities`` (``points_with_entities``); None when the
+    # points did not come from ``batch`` (a replayed spool, a hand-built table).
+    point_entities: np.ndarray | None = None
 
     @property
     def partial(self) -> bool:

@@ -3,15 +3,21 @@
 Readers see ``points``: a view with the points-table columns (``POINTS_SCHEMA``) and their exact
 types, timestamps ``TIMESTAMP WITH TIME ZONE`` (UTC instants; DuckDB keeps microseconds, so the
 contract's milliseconds are exact), ``value DOUBLE``, ``value_int BIGINT``, label strings
-``VARCHAR``, then one ``VARCHAR`` per label copied with ``--store_label``. Underneath, each string
-is stored once: every label column has a table ``label_values.<column>(id, value)`` (schema
-``label_values``), ids dense from 1, and the fact table ``point_rows`` holds the same columns as
-``points`` with ``INTEGER`` ids in place of strings. The four dimension tables keep the columns of
-``model/dimensions.py`` and add the version's validity ``[valid_from, valid_to)``, ``valid_to``
-null for the current version.
+``VARCHAR``, then one ``VARCHAR`` per label copied with ``--store_label``. Underneath:
 
-A file of the first layout (``points`` a table of strings, :func:`legacy_columns`) is converted at
-open by ``_duckdb_migrate.py``.
+- ``metric_sets``: one row per metric set of a window (Heapster's MetricSet: one entity's
+  labels and times; a labeled metric's ``resource_id`` etc. make a set of their own), an ``_id``
+  counting up window after window, then every contract column but ``metric``/``value``/
+  ``value_int``, label strings as ``INTEGER`` ids, then the copied labels' ids;
+- ``point_rows``: one row per point, ``(metric_set, metric, value, value_int)``;
+- ``label_values.<column>(id, value)`` (schema ``label_values``): each string once, ids dense from 1.
+
+The four dimension tables keep the columns of ``model/dimensions.py`` and add the version's
+validity ``[valid_from, valid_to)``, ``valid_to`` null for the current version.
+
+Files of the earlier layouts are converted at open by ``_duckdb_migrate.py``: the first (a
+``points`` table of strings, :func:`legacy_columns`) and the second (``point_rows`` with one id
+column per label and no ``metric_sets``, :func:`ids_columns`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from heapster_columnar.model.dimensions import CONTAINERS_SCHEMA, NAMESPACES_SCH
 from heapster_columnar.model.schema import POINTS_SCHEMA
 
 POINTS = "points"  # the view readers query
-FACTS = "point_rows"  # one row per point, label columns as ids
+SETS = "metric_sets"  # one row per metric set per window: times and label ids
+FACTS = "point_rows"  # one row per point: its metric set, metric id, value
 VOCABULARY = "label_values"  # the schema holding one (id, value) table per label column
 DIMENSIONS: Mapping[str, pa.Schema] = {
     "pods": PODS_SCHEMA,
@@ -37,6 +44,11 @@ VALIDITY = (("valid_from", "TIMESTAMP WITH TIME ZONE"), ("valid_to", "TIMESTAMP 
 # Contract columns stored as ids: every string column (type, metric and the labels).
 CODED: tuple[str, ...] = tuple(f.name for f in POINTS_SCHEMA if pa.types.is_dictionary(f.type))
 VOCABULARY_COLUMNS = (("id", "INTEGER"), ("value", "VARCHAR"))
+# What a point holds of its own; every other contract column belongs to its metric set.
+POINT_OWN: tuple[str, ...] = ("metric", "value", "value_int")
+SET_CONTRACT: tuple[str, ...] = tuple(name for name in POINTS_SCHEMA.names if name not in POINT_OWN)
+SET_ID = "_id"  # "_" names are reserved: no copied label can take it (model/labels.py)
+POINT_SET = "metric_set"
 
 _SIMPLE: Mapping[pa.DataType, str] = {
     pa.string(): "VARCHAR",
@@ -101,14 +113,27 @@ def legacy_columns() -> list[tuple[str, str]]:
     return columns_of(POINTS_SCHEMA)
 
 
-def fact_columns() -> list[tuple[str, str]]:
-    """What ``point_rows`` starts with: the contract's columns, strings as ``INTEGER`` ids."""
+def ids_columns() -> list[tuple[str, str]]:
+    """What ``point_rows`` started with in files of the second layout: the contract's columns,
+    strings as ``INTEGER`` ids (then one ``INTEGER`` per copied label)."""
     return [(name, "INTEGER" if name in CODED else kind) for name, kind in legacy_columns()]
 
 
+def set_columns() -> list[tuple[str, str]]:
+    """What ``metric_sets`` starts with (copied labels' ``INTEGER`` ids follow)."""
+    kinds = dict(ids_columns())
+    return [(SET_ID, "BIGINT"), *((name, kinds[name]) for name in SET_CONTRACT)]
+
+
+def fact_columns() -> list[tuple[str, str]]:
+    """The columns of ``point_rows``, exactly."""
+    kinds = dict(ids_columns())
+    return [(POINT_SET, "BIGINT"), *((name, kinds[name]) for name in POINT_OWN)]
+
+
 def expected_columns() -> dict[str, list[tuple[str, str]]]:
-    """What each table must start with (``point_rows`` may have copied-label columns after these)."""
-    tables = {FACTS: fact_columns()}
+    """What each table must start with (``metric_sets`` may have copied-label columns after these)."""
+    tables = {SETS: set_columns(), FACTS: fact_columns()}
     tables.update({name: [*columns_of(schema), *VALIDITY] for name, schema in DIMENSIONS.items()})
     return tables
 
@@ -122,9 +147,12 @@ def create_statements() -> list[str]:
     def column(f: pa.Field, kind: str) -> str:
         return f"{quote(f.name)} {kind}{'' if f.nullable else ' NOT NULL'}"
 
-    facts = [column(f, kind) for f, (_, kind) in zip(POINTS_SCHEMA, fact_columns(), strict=True)]
+    kinds = dict(ids_columns())
+    sets = [f"{SET_ID} BIGINT NOT NULL", *(column(POINTS_SCHEMA.field(n), kinds[n]) for n in SET_CONTRACT)]
+    facts = [f"{POINT_SET} BIGINT NOT NULL", *(column(POINTS_SCHEMA.field(n), kinds[n]) for n in POINT_OWN)]
     validity = ("valid_from TIMESTAMP WITH TIME ZONE NOT NULL", "valid_to TIMESTAMP WITH TIME ZONE")
     return [
+        ddl(SETS, sets),
         ddl(FACTS, facts),
         f"CREATE SCHEMA IF NOT EXISTS {VOCABULARY}",
         *(vocabulary_statement(name) for name in CODED),
@@ -141,37 +169,46 @@ def vocabulary_statement(label: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {vocabulary_table(label)} ({columns})"
 
 
-def view_statement(facts: Sequence[str]) -> str:
-    """``points`` over ``point_rows`` (whose columns are ``facts``, in order): ids back to strings,
-    one left join per label column.
+def view_statement(sets: Sequence[str]) -> str:
+    """``points`` over ``point_rows`` and ``metric_sets`` (whose columns are ``sets``, in order):
+    each point joined to its set, ids back to strings with one left join per label column.
 
-    A filter on a string (``metric = 'cpu/usage_rate'``) becomes an id filter on the fact scan
-    (DuckDB's join filter pushdown), which skips row groups by their min/max. Joins whose column
-    a query does not read still run (DuckDB 2.0 drops at most one unused left join); decoding by
-    list lookup instead would not, but its cost grows with the size of the list, per 2,048 rows
-    (1 M strings: 20 s for 20 M rows), and lists carried through a join blew the memory limit.
+    Set ids count up window after window and a window's points follow its sets, so a filter on
+    the sets (time, a pod's id) reaches the point scan as an id range (DuckDB's join filter
+    pushdown) and skips row groups by their min/max; a filter on a string
+    (``metric = 'cpu/usage_rate'``) becomes an id filter the same way. Joins whose column a query
+    does not read still run (DuckDB 2.0 drops at most one unused left join); decoding by list
+    lookup instead would not, but its cost grows with the size of the list, per 2,048 rows (1 M
+    strings: 20 s for 20 M rows), and lists carried through a join blew the memory limit.
     """
-    coded = set(CODED) | set(extra_labels_of(facts))
+    coded = set(CODED) | set(extra_labels_of(sets))
+    names = [*POINTS_SCHEMA.names, *extra_labels_of(sets)]
     select, joins = [], []
-    for k, name in enumerate(facts):
-        column = f"f.{quote(name)}"
+    for k, name in enumerate(names):
+        column = f"{'f' if name in POINT_OWN else 's'}.{quote(name)}"
         if name in coded:
             joins.append(f"LEFT JOIN {vocabulary_table(name)} AS v{k} ON v{k}.id = {column}")
             select.append(f"v{k}.value AS {quote(name)}")
         else:
             select.append(f"{column} AS {quote(name)}")
-    return f"CREATE OR REPLACE VIEW {POINTS} AS SELECT {', '.join(select)} FROM {FACTS} AS f {' '.join(joins)}"
+    return (
+        f"CREATE OR REPLACE VIEW {POINTS} AS SELECT {', '.join(select)} FROM {FACTS} AS f "
+        f"JOIN {SETS} AS s ON s.{SET_ID} = f.{POINT_SET} {' '.join(joins)}"
+    )
 
 
 def mismatches(found: Mapping[str, Relation]) -> list[str]:
     """Why the tables in an existing file are not ours (empty when they are, or do not exist yet).
 
-    ``found`` is keyed by table name, label tables by :func:`vocabulary_key`. ``points`` may be
-    this sink's view, or a table of the first layout (converted at open).
+    ``found`` is keyed by table name, label tables by :func:`vocabulary_key`. A file of an earlier
+    layout (:func:`layout` 1 or 2) is ours too: it is converted at open.
     """
     expected_tables: dict[str, list[tuple[str, str]]] = expected_columns()
+    if layout(found) == 2:
+        expected_tables[FACTS] = ids_columns()
     vocabulary = list(VOCABULARY_COLUMNS)
     expected_tables.update({key: vocabulary for key in found if key.startswith(f"{VOCABULARY}.")})
+    extensible = (SETS, FACTS) if layout(found) == 2 else (SETS,)  # copied labels' ids follow
     problems = []
     for table, expected in expected_tables.items():
         relation = found.get(table)
@@ -180,20 +217,34 @@ def mismatches(found: Mapping[str, Relation]) -> list[str]:
         have = list(relation.columns)
         if relation.kind != "table":
             problems.append(f"{table} is a {relation.kind}, expected a table")
-        elif have[: len(expected)] != expected or (table != FACTS and len(have) != len(expected)):
+        elif have[: len(expected)] != expected or (table not in extensible and len(have) != len(expected)):
             problems.append(f"table {table} has columns {_spell(have)}, expected {_spell(expected)}")
-        elif table == FACTS and any(kind != "INTEGER" for _, kind in have[len(expected) :]):
+        elif table in extensible and any(kind != "INTEGER" for _, kind in have[len(expected) :]):
             problems.append(f"table {table} has extra non-INTEGER columns {_spell(have[len(expected) :])}")
     points = found.get(POINTS)
+    if (SETS in found) != (FACTS in found) and layout(found) != 2:
+        missing = FACTS if SETS in found else SETS
+        problems.append(f"table {SETS if SETS in found else FACTS} exists without table {missing}")
     if points is not None:
         if points.kind == "view" and FACTS not in found:
             problems.append(f"view {POINTS} is not over a {FACTS} table")
-        elif points.kind == "table" and FACTS in found:
-            problems.append(f"table {POINTS} and table {FACTS} both exist")
+        elif points.kind == "table" and (FACTS in found or SETS in found):
+            problems.append(f"table {POINTS} and table {FACTS if FACTS in found else SETS} both exist")
         elif points.kind == "table" and not is_legacy(points):
             expected = legacy_columns()
             problems.append(f"table {POINTS} has columns {_spell(points.columns)}, expected {_spell(expected)}")
     return problems
+
+
+def layout(found: Mapping[str, Relation]) -> int:
+    """Which layout the file's tables are: 1 (a ``points`` table of strings), 2 (``point_rows``
+    with an id column per label, no ``metric_sets``), 3 (this one), 0 (none of ours yet)."""
+    if is_legacy(found.get(POINTS)):
+        return 1
+    facts = found.get(FACTS)
+    if SETS not in found and facts is not None and len(facts.columns) > len(fact_columns()):
+        return 2
+    return 3 if SETS in found or facts is not None else 0
 
 
 def is_legacy(points: Relation | None) -> bool:
@@ -214,6 +265,6 @@ def extra_labels(points: pa.Schema) -> list[str]:
 
 
 def extra_labels_of(names: Sequence[str]) -> list[str]:
-    """The names in ``names`` that are not contract columns (copied labels)."""
-    known = set(POINTS_SCHEMA.names)
+    """The names in ``names`` that are not contract columns (copied labels); a set's ``_id`` is none."""
+    known = {*POINTS_SCHEMA.names, SET_ID}
     return [name for name in names if name not in known]

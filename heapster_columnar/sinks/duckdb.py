@@ -1,7 +1,8 @@
 """The DuckDB sink: ``--sink=duckdb:/data/metrics.duckdb?retention=30d&snapshot=5m``.
 
 One database file holds ``points`` (the points contract, ``docs/schema.md``: a view over the
-``point_rows`` table, which stores each label string once, as an id) and the ``pods``,
+``metric_sets`` and ``point_rows`` tables, which store each entity's labels once per window and
+each label string once, as an id) and the ``pods``,
 ``containers``, ``namespaces`` and ``nodes`` tables, versioned only when the API state changes.
 Each window is one transaction; old windows are deleted by age every few minutes; a read-only copy
 (``<stem>.snapshot.duckdb``) is refreshed for readers, since DuckDB admits no other process while
@@ -146,7 +147,7 @@ class DuckDBSink:
             store = self._open()
             changed = _changed(state.written, window.dimensions)
             try:
-                store.append(window.points, window.end, changed)
+                store.append(window.points, window.end, changed, window.point_entities)
             except Exception as error:
                 if not isinstance(error, _DATA_ERRORS):
                     self._drop(store)  # the connection may be invalidated: reopen on the next window

@@ -95,6 +95,13 @@ def with_new_strings(window: Window, pod: str | None = "renamed-pod", **copied: 
     return replace(window, points=points)
 
 
+def distinct_sets(points: pa.Table) -> int:
+    """How many distinct metric sets (rows of every column but metric, value, value_int) ``points`` has."""
+    frame = pl.from_arrow(points.drop_columns(["metric", "value", "value_int"]))
+    assert isinstance(frame, pl.DataFrame)
+    return frame.unique().height
+
+
 def label_ids(path: Path, label: str) -> list[tuple[int, str]]:
     return [(int(i), str(v)) for i, v in query(path, f'SELECT id, value FROM label_values."{label}" ORDER BY id')]
 
@@ -216,16 +223,31 @@ def test_round_trip_is_exact_in_sql_arrow_and_polars(made: list[Window], tmp_pat
     assert back.num_rows == sum(w.points.num_rows for w in windows) == 1170 + 1381 + 1381
     assert canonical(back) == canonical(expected)
     assert query(path, f"SELECT count(*) FROM points WHERE value_int = {2**62 + 1}") == [(1,)]
-    # Underneath: each string once, ids 1..n per label, and integer ids in the fact table.
+    # Underneath: each entity's labels once per window, each string once, ids 1..n per label.
     kinds = relations(path)
     assert kinds["main.points"] == "VIEW" and kinds["main.point_rows"] == "BASE TABLE"
+    assert kinds["main.metric_sets"] == "BASE TABLE"
+    sets = sum(distinct_sets(w.points) for w in windows)  # grouped from the window's entity rows, never compared
+    assert sets < back.num_rows / 10
+    assert query(path, "SELECT count(*), count(DISTINCT _id), min(_id), max(_id) FROM metric_sets") == [
+        (sets, sets, 1, sets)
+    ]
+    first_ids = "SELECT timestamp, min(_id) FROM metric_sets GROUP BY 1 ORDER BY 1"  # ids count up window by window
+    assert [i for _, i in query(path, first_ids)] == [
+        1,
+        1 + distinct_sets(windows[0].points),
+        1 + sets - distinct_sets(windows[2].points),
+    ]
     assert {k for k in kinds if k.startswith("label_values.")} == {f"label_values.{c}" for c in CODED}
     for label in ("type", "metric", "pod_name", "resource_id", "make"):
         stored_ids = label_ids(path, label)
         assert [i for i, _ in stored_ids] == list(range(1, len(stored_ids) + 1))
         assert sorted(v for _, v in stored_ids) == sorted(dictionary_strings(windows, label))  # each once
     a_points = sum(pc.sum(pc.equal(w.points["pod_name"].cast(pa.string()), POD_A)).as_py() for w in windows)
-    sql = "SELECT count(*) FROM point_rows WHERE pod_name = (SELECT id FROM label_values.pod_name WHERE value = $v)"
+    sql = (
+        "SELECT count(*) FROM point_rows JOIN metric_sets ON _id = metric_set "
+        "WHERE pod_name = (SELECT id FROM label_values.pod_name WHERE value = $v)"
+    )
     assert query(path, sql, v=POD_A) == [(a_points,)] and a_points > 0
 
     with duckdb.connect(str(path), read_only=True) as con:
@@ -239,6 +261,25 @@ def test_round_trip_is_exact_in_sql_arrow_and_polars(made: list[Window], tmp_pat
     want = want.with_columns(pl.col(c).dt.cast_time_unit("us") for c in times)  # DuckDB's unit; values exact
     got = frame.with_columns(pl.col(c).dt.convert_time_zone("UTC") for c in times)
     assert_frame_equal(got.sort(got.columns), want.sort(want.columns))
+
+
+def test_points_without_their_entity_rows_are_stored_the_same(made: list[Window], tmp_path: Path) -> None:
+    """A window whose points did not come from its batch (a replayed spool, a hand-built table):
+    the sets are found by comparing columns, slower, with the same result."""
+    windows = made[:2]
+    for name, hint in (("fast", True), ("compared", False)):
+        sink = sink_at(tmp_path / f"{name}.duckdb")
+        for window in windows:
+            sink.write(window if hint else replace(window, point_entities=None))
+        sink.close()
+    fast, compared = tmp_path / "fast.duckdb", tmp_path / "compared.duckdb"
+    assert (
+        canonical(stored(fast))
+        == canonical(stored(compared))
+        == canonical(pa.concat_tables([w.points for w in windows]))
+    )
+    count = "SELECT count(*) FROM metric_sets"
+    assert query(fast, count) == query(compared, count) == [(sum(distinct_sets(w.points) for w in windows),)]
 
 
 def test_copied_label_columns_become_varchar_columns(made: list[Window], tmp_path: Path) -> None:
@@ -261,7 +302,7 @@ def test_copied_label_columns_become_varchar_columns(made: list[Window], tmp_pat
     ]
     facts = (
         "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = 'point_rows' ORDER BY ordinal_position"
+        "WHERE table_name = 'metric_sets' ORDER BY ordinal_position"
     )
     assert query(path, facts)[-1] == ("app", "INTEGER")
     assert label_ids(path, "app") == [(1, "web")]
@@ -424,7 +465,10 @@ points = pa.concat_tables([w2.points] * {copies}).combine_chunks()
 stamp = int((w2.end + timedelta(hours=1)).timestamp() * 1000)
 points = points.set_column(0, points.schema.field(0), pa.array(np.full(points.num_rows, stamp), TIME))
 print("writing", points.num_rows, flush=True)
-sink.write(replace(w2, end=w2.end + timedelta(hours=1), points=points))
+# Each copy its own entities (as if {copies} times the cluster), so the sets are written too.
+rows = w2.batch.entities.num_rows
+entities = np.concatenate([w2.point_entities + k * rows for k in range({copies})])
+sink.write(replace(w2, end=w2.end + timedelta(hours=1), points=points, point_entities=entities))
 print("written", flush=True)
 """
 
@@ -527,11 +571,12 @@ def test_a_file_of_the_first_layout_is_converted_at_open(
     sink.close()
     logged = [r.getMessage() for r in caplog.records if "converted" in r.getMessage()]
     assert len(logged) == 1 and logged[0].startswith(
-        f"duckdb: {path}: converted 2551 points of the first layout (a points table of strings) to point_rows "
-        "with ids, label_values.* and a points view in "
+        f"duckdb: {path}: converted 2551 points of the first layout (a points table of strings) to metric_sets "
+        "+ point_rows with ids, label_values.* and a points view in "
     )
     kinds = relations(path)
     assert kinds["main.points"] == "VIEW" and kinds["main.point_rows"] == "BASE TABLE"
+    assert kinds["main.metric_sets"] == "BASE TABLE"
     assert label_ids(path, "app") == [(1, "db"), (2, "web")]  # converted strings get ids in string order
     assert [(name, kind) for name, kind, *_ in query(path, "DESCRIBE points")][-1] == ("app", "VARCHAR")
     no_app = made[2].points.append_column("app", pa.nulls(made[2].points.num_rows, LABEL_TYPE))
@@ -706,10 +751,10 @@ def entity_values(windows: list[Window], metric: str, **keys: str | None) -> lis
     return out
 
 
-@pytest.mark.parametrize("layout", ["ids", "first"])
+@pytest.mark.parametrize("layout", ["current", "first"])
 def test_model_history_reads_one_entity_from_the_snapshot(made: list[Window], tmp_path: Path, layout: str) -> None:
     windows = made[:3]
-    if layout == "ids":
+    if layout == "current":
         sink = DuckDBSink(DuckDBConfig(path=tmp_path / "metrics.duckdb", snapshot=timedelta(minutes=5)))
         for window in windows:
             sink.write(window)

@@ -16,7 +16,7 @@ import pyarrow as pa
 import yaml
 
 from heapster_columnar.model.dimensions import Dimensions
-from heapster_columnar.model.points import to_points
+from heapster_columnar.model.points import points_with_entities
 from heapster_columnar.model.window import Window
 from heapster_columnar.processors.chain import Pipeline
 from heapster_columnar.sources.objects import namespaces_table, nodes_table, pods_tables
@@ -72,8 +72,8 @@ def fixture_windows(
         processed = pipeline.process(decode_summaries([body], now=end).batch, end, dimensions)
         assert not processed.failures, processed.failures
         batch = processed.to_batch()
-        points = to_points(batch, end)
-        out.append(Window(end - step, end, batch, points, nodes=1, dimensions=dimensions))
+        points, entities = points_with_entities(batch, end)
+        out.append(Window(end - step, end, batch, points, nodes=1, dimensions=dimensions, point_entities=entities))
     return out
 
 
