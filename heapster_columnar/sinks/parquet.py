@@ -10,6 +10,10 @@ Options (all validated before any I/O):
 
 - ``partition``: ``hour`` (default) or ``day`` — the directory granule, and what is compacted;
 - ``compression``: ``zstd`` (default), ``snappy``, ``gzip``, ``lz4``, ``none``; ``compression_level``;
+  what compacted files and dimension snapshots keep;
+- ``window_compression``: the same choices, for the files each window writes before compaction
+  merges them (default ``lz4``: a fifth less CPU per window than zstd for 20 % more bytes, for an
+  hour); with ``compact=false`` the default is ``compression``, since window files are then kept;
 - ``row_group_size``: rows per row group (default 4,194,304; at least 1,024);
 - ``compact``: merge a closed partition's small files (default true); ``compact_min_files`` (default
   2) small files are needed; ``compact_size`` is the compacted file size (default 64MB; K/M/G are
@@ -56,6 +60,7 @@ OPTIONS = (
     "partition",
     "compression",
     "compression_level",
+    "window_compression",
     "row_group_size",
     "compact",
     "compact_min_files",
@@ -129,15 +134,22 @@ class ParquetSink:
             level = uri.integer("compression_level", low, minimum=low)
             if level > high:
                 raise ConfigError(f"parquet: option compression_level={level} must be at most {high} for {compression}")
-        writer = WriterOptions(
-            compression=compression,
-            compression_level=level,
-            row_group_size=uri.integer("row_group_size", 1 << 22, minimum=1024),
-        )
         compaction = CompactOptions(
             enabled=uri.flag("compact", True),
             min_files=uri.integer("compact_min_files", 2, minimum=2),
             target_bytes=parse_size("compact_size", o["compact_size"]) if o.get("compact_size") else 64 << 20,
+        )
+        window_compression = (o.get("window_compression") or ("lz4" if compaction.enabled else compression)).lower()
+        if window_compression not in COMPRESSIONS:
+            choices = ", ".join(COMPRESSIONS)
+            raise ConfigError(
+                f"parquet: option window_compression={o['window_compression']!r} must be one of {choices}"
+            )
+        writer = WriterOptions(
+            compression=compression,
+            compression_level=level,
+            row_group_size=uri.integer("row_group_size", 1 << 22, minimum=1024),
+            window_compression=window_compression,
         )
         if compaction.target_bytes < 1024:
             raise ConfigError(f"parquet: option compact_size={o['compact_size']!r} must be at least 1KB")
@@ -184,7 +196,7 @@ class ParquetSink:
             ordered = metric_ordered(points)
             parts = part_count(ordered.num_rows, self.config.writer.row_group_size)
             finals = [window_name(window.end, i, parts) for i in range(parts)]
-            kwargs = self.config.writer.kwargs(ordered.schema, sorting=("metric",))
+            kwargs = self.config.writer.for_windows().kwargs(ordered.schema, sorting=("metric",))
             staged: list[Staged | None] = [None] * parts
 
             def stage_part(i: int, part: pa.Table) -> None:

@@ -100,12 +100,14 @@ def test_every_option_is_read() -> None:
     sink = ParquetSink.from_uri(
         parse_uri(
             "parquet:/data/metrics?partition=day&compression=gzip&compression_level=5&row_group_size=4096"
-            "&compact=false&compact_min_files=3&compact_size=2MB&fsync=false"
+            "&compact=false&compact_min_files=3&compact_size=2MB&fsync=false&window_compression=snappy"
         )
     )
     c = sink.config
     assert (c.target, c.partition, c.fsync) == ("/data/metrics", "day", False)
     assert (c.writer.compression, c.writer.compression_level, c.writer.row_group_size) == ("gzip", 5, 4096)
+    assert c.writer.window_compression == "snappy"
+    assert (c.writer.for_windows().compression, c.writer.for_windows().compression_level) == ("snappy", None)
     assert (c.compaction.enabled, c.compaction.min_files, c.compaction.target_bytes) == (False, 3, 2 << 20)
     defaults = ParquetSink.from_uri(parse_uri("parquet:s3://bucket/prefix")).config
     assert (defaults.partition, defaults.writer.compression, defaults.writer.row_group_size) == (
@@ -114,6 +116,9 @@ def test_every_option_is_read() -> None:
         1 << 22,
     )
     assert (defaults.compaction.enabled, defaults.compaction.target_bytes, defaults.fsync) == (True, 64 << 20, True)
+    assert defaults.writer.window_compression == "lz4"  # window files are compacted within the hour
+    kept = ParquetSink.from_uri(parse_uri("parquet:/x?compact=false&compression=gzip&compression_level=4")).config
+    assert (kept.writer.for_windows().compression, kept.writer.for_windows().compression_level) == ("gzip", 4)
 
 
 @pytest.mark.parametrize(
@@ -124,6 +129,7 @@ def test_every_option_is_read() -> None:
         ("parquet:/x?compression=brotli", ["compression='brotli'", "zstd, snappy, gzip, lz4, none"]),
         ("parquet:/x?compression_level=30", ["compression_level=30", "at most 22"]),
         ("parquet:/x?compression=snappy&compression_level=3", ["compression_level", "compression=snappy"]),
+        ("parquet:/x?window_compression=lzo", ["window_compression='lzo'", "zstd, snappy, gzip, lz4, none"]),
         ("parquet:/x?row_group_size=10", ["row_group_size='10'", "at least 1024"]),
         ("parquet:/x?row_group_size=many", ["row_group_size='many'", "not an integer"]),
         ("parquet:/x?compact=sometimes", ["compact='sometimes'", "boolean"]),
@@ -350,6 +356,11 @@ def test_a_closed_hour_is_compacted_into_one_sorted_file_equal_to_its_windows(
     (compacted,) = files(tmp_path, HOUR12)
     assert compacted.startswith(f"{HOUR12}/c-20231120T120000000Z-20231120T124000000Z-")
     assert files(tmp_path, HOUR13) == [f"{HOUR13}/w-20231120T130000000Z-0of1.parquet"]  # the open hour is left alone
+    codecs = {
+        pq.read_metadata(tmp_path / name).row_group(0).column(3).compression
+        for name in (compacted, *files(tmp_path, HOUR13))
+    }
+    assert codecs == {"ZSTD", "LZ4"}  # window files fast (LZ4_RAW), compacted ones small
     table = pq.read_table(tmp_path / compacted)
     assert rows(table) == expected(spread[:3])
     assert decoded(table).equals(decoded(sort_points(table)))  # row groups carry their own dictionaries
@@ -614,7 +625,7 @@ def tiny_filesystem(size: str) -> Iterator[Path]:
 def test_a_full_disk_is_a_retryable_error_and_leaves_no_partial_file(made: list[Window]) -> None:
     big = replace(made[0], points=pa.concat_tables([made[0].points] * 200), dimensions=None)
     with tiny_filesystem("256k") as root:
-        sink = sink_at(root, "compression=none")
+        sink = sink_at(root, "compression=none&window_compression=none")
         sink.write(replace(made[1], dimensions=None))  # a small window fits
         with pytest.raises(SinkError) as raised:
             sink.write(big)

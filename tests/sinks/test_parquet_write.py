@@ -32,16 +32,22 @@ def has_statistics(path: Path, column: str) -> bool:
 
 
 def test_window_files_and_compacted_files_are_encoded_for_their_use(window: Window, tmp_path: Path) -> None:
-    """Window files: delta-encoded sample/start times, statistics only on time, type and metric.
-    Compacted files: dictionaries for every time, statistics on namespace and node too. Both read
-    back equal in Polars and DuckDB (standard encodings only)."""
+    """Window files: delta-encoded sample/start times and value_int, byte-stream-split values,
+    LZ4, statistics only on time, type and metric. Compacted files: dictionaries for every time,
+    zstd, statistics on namespace and node too. Both read back equal in Polars and DuckDB
+    (standard encodings only)."""
     table = metric_ordered(window.points)
     paths = {"window": tmp_path / "w.parquet", "compacted": tmp_path / "c.parquet"}
-    for kind, options in (("window", WriterOptions()), ("compacted", WriterOptions().for_compaction())):
+    for kind, options in (("window", WriterOptions().for_windows()), ("compacted", WriterOptions().for_compaction())):
         pq.write_table(table, paths[kind], **options.kwargs(table.schema, sorting=("metric",)))
     window_file, compacted = paths["window"], paths["compacted"]
     assert "DELTA_BINARY_PACKED" in encodings(window_file, "sample_time")
     assert "DELTA_BINARY_PACKED" in encodings(window_file, "start_time")
+    assert "DELTA_BINARY_PACKED" in encodings(window_file, "value_int")
+    assert "BYTE_STREAM_SPLIT" in encodings(window_file, "value")
+    assert "BYTE_STREAM_SPLIT" not in encodings(compacted, "value")
+    codec = {name: pq.read_metadata(path).row_group(0).column(3).compression for name, path in paths.items()}
+    assert codec == {"window": "LZ4", "compacted": "ZSTD"}
     assert "RLE_DICTIONARY" in encodings(compacted, "sample_time")
     for column in ("timestamp", "type", "metric"):
         assert has_statistics(window_file, column) and has_statistics(compacted, column)
@@ -53,10 +59,13 @@ def test_window_files_and_compacted_files_are_encoded_for_their_use(window: Wind
     for path in paths.values():
         assert pl.read_parquet(path).cast(strings).equals(original.cast(strings))
         with duckdb.connect() as con:
-            (count, stamps) = con.sql(
-                f"SELECT count(*), count(DISTINCT start_time) FROM read_parquet('{path}')"
+            (count, stamps, exact, values) = con.sql(
+                f"SELECT count(*), count(DISTINCT start_time), sum(value_int), list(value ORDER BY value) "
+                f"FROM read_parquet('{path}')"
             ).fetchall()[0]
         assert count == table.num_rows and stamps == len(table.column("start_time").unique().drop_null())
+        assert exact == sum(v for v in table.column("value_int").to_pylist() if v is not None)
+        assert values == sorted(table.column("value").to_pylist())  # every double bit for bit
 
 
 @pytest.mark.parametrize(
