@@ -94,7 +94,7 @@ def _backfill(args: argparse.Namespace) -> int:
         f"backfilled {report.first.isoformat()} .. {report.last.isoformat()} every {resolution.total_seconds():g} s: "
         f"{report.nodes} nodes, {report.pods} pods, {report.rows:,} points in {report.seconds:.1f} s "
         f"({report.rows_per_second:,.0f} points/s), {report.snapshots} pod snapshots, "
-        f"rollups of {days} complete day{'' if days == 1 else 's'}"
+        f"rollups of {days} closed day{'' if days == 1 else 's'}"
     )
     print(f"store: {report.location}")
     return 0

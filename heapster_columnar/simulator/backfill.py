@@ -5,7 +5,7 @@ weekly cycle, spikes, workloads that ask for far more or far less than they use,
 and go); collecting that takes weeks, and rendering kubelet documents for it takes hours. This
 generator skips the pipeline: an hour is one (containers x windows) numpy matrix per metric, the
 sums Heapster's aggregators would give are grouped row sums of it, and the hour is written
-already in the compactor's row order as the one file of its partition. Each complete UTC day's
+already in the compactor's row order as the one file of its partition. Each closed UTC day's
 rollups are computed from the points still in memory.
 
 Names follow the live simulator (``node-00000``, the namespace/app catalogue of
@@ -994,7 +994,9 @@ def backfill(
 ) -> BackfillReport:
     """Write ``duration`` of history whose last window ends at ``end`` (default: the last whole
     hour) into a new store at ``out`` (a path or URL): points every ``resolution``, a dimension
-    snapshot at every pod change, the rollups of each complete UTC day. ``progress`` wraps the
+    snapshot at every pod change, the rollups of each closed UTC day (every day before the newest
+    window's, the first one too even if it starts after midnight: what ``materialize`` would
+    store). ``progress`` wraps the
     iteration over days (a progress bar). ConfigError for bad arguments or a store with points."""
     _check(nodes, pods_per_node, duration, resolution, seed)
     started = time.perf_counter()
@@ -1024,7 +1026,7 @@ def backfill(
             hours = days[day]
             changes = cluster.plan(hours, res_ms, churn, since=first_ms)  # the first hour: initial pods
             midnight = round(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
-            complete = first_ms - res_ms < midnight and last_ms + res_ms >= midnight + DAY_MS
+            closed = midnight + DAY_MS <= last_ms  # the newest window's day may still grow: never stored
             buffer = _Day()
             for ts, change in zip(hours, changes, strict=True):
                 before = cluster.current.copy()
@@ -1036,9 +1038,9 @@ def backfill(
                 rows += hour.table.num_rows
                 writers.hour(hour.table)
                 hour.table = None
-                if complete:
+                if closed:
                     buffer.hours.append(hour)
-            if complete:
+            if closed:
                 writers.day(day, buffer.rollups_of(cluster, generator.pod_names(), resolution.total_seconds()))
                 rollup_days.append(day)
         snapshots += writers.close()
