@@ -4,8 +4,9 @@ Right-sizing merges ~15 M histogram cells (30 days of a 1,000-node cluster) into
 per-container histograms and needs three percentiles of each. The histograms are laid out
 *ragged*: each group gets only the bucket range it uses (``lo .. hi``), one after the other in a
 single array, so the whole job is one scatter-add (``np.bincount``), one cumulative sum and a
-binary search per percentile — linear in the cells, no Python loop per group, and six times fewer cells
-than a dense ``groups * buckets`` block (most containers use a few dozen of the 176 CPU buckets).
+count of the cells below each percentile per group (``reduceat``) — linear in the cells, no
+Python loop per group, and six times fewer cells than a dense ``groups * buckets`` block (most
+containers use a few dozen of the 176 CPU buckets).
 
 Each group's weights are normalized to sum to 1 before the running sum, so that one global
 cumulative sum stays exact to ~1e-10 per group whatever the other groups weigh (VPA's decay makes
@@ -76,15 +77,19 @@ def percentile_buckets(
             factor *= weight
         weights = np.repeat(factor, lengths)
         weights *= counts
-        running = np.bincount(position, weights=weights, minlength=int(offset[-1]))
+        running = np.bincount(position, weights=weights, minlength=int(offset[-1])).astype(np.float64, copy=False)
         del weights
         np.cumsum(running, out=running)
-        start = np.concatenate(([0.0], running))[first]  # running sum before each group
+        # each cell's cumulative fraction of its group: the running sum minus the group's start
+        running -= np.repeat(np.concatenate(([0.0], running))[first], width[used])
         results = []
         for p in wanted:
             found = np.full(groups, -1, dtype=np.int64)
-            at = np.searchsorted(running, start + p - _TOLERANCE, side="left")
-            found[used] = np.clip(at, first, last) - first + lo[used]
+            # the first cell of each group reaching p: its cells below p, counted (the fraction
+            # rises within a group); a binary search of the whole running sum per group took 3x
+            # as long, its probes scattered over 90 MB
+            at = first + np.add.reduceat(running < p - _TOLERANCE, first) if first.size else first
+            found[used] = np.minimum(at, last) - first + lo[used]
             results.append(np.where(total > 0, found, -1))
         out.append(results)
     return out
