@@ -123,15 +123,15 @@ def step_seconds(points: pl.LazyFrame) -> float:
 def rollup_points(store: Store, time: TimeRange) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(container_days, node_days) computed from the store's points of ``time`` (whole days)."""
     wanted = store.points(time, metrics=[CPU_METRIC, MEMORY_METRIC], types=["pod_container", "node"])
-    # read once: the frames below use the points several times, and a scan is re-run per use
+    # read once: the frames below use the points several times, and a scan is re-run per use;
+    # the dimensions too (tens of thousands of rows: as scans inside the day's query, 0.46-0.53 s
+    # for one window's rollups instead of 0.22 s plus 0.1 s to read them)
     points = store.collect(wanted.select("timestamp", "type", "metric", *CONTAINER_KEYS, "value")).lazy()
+    containers = store.collect(store.last_known("containers", ["namespace", "pod_name", "name"], time)).lazy()
+    pods = store.collect(store.last_known("pods", ["namespace", "name"], time)).lazy()
+    nodes = store.collect(store.last_known("nodes", ["name"], time)).lazy()
     try:
-        return rollup_frames(
-            points,
-            containers=store.last_known("containers", ["namespace", "pod_name", "name"], time),
-            pods=store.last_known("pods", ["namespace", "name"], time),
-            nodes=store.last_known("nodes", ["name"], time),
-        )
+        return rollup_frames(points, containers=containers, pods=pods, nodes=nodes)
     except (pl.exceptions.ComputeError, OSError) as exc:
         raise store.error(exc) from exc
 
