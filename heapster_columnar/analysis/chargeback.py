@@ -11,7 +11,9 @@ Costs" and "Idle Costs"; efficiency as ``core/pkg/opencost/allocation.go`` compu
   window; per day is the same as asking OpenCost for daily windows and adding them up.
 - **Aggregation**: the container-days are summed by the chosen dimension: ``namespace``,
   ``workload`` (namespace, kind, name), ``pod``, ``container``, ``node``, or ``label:<key>`` (the
-  pod's label, from the last known pod snapshot). No value: ``__unallocated__``, as OpenCost.
+  pod's label that day, as the day's rollup recorded it: a pod relabelled mid-period is charged to
+  each value for its days, as OpenCost's daily steps accumulated; rollups stored before labels were
+  kept use the last known pod snapshot). No value: ``__unallocated__``, as OpenCost.
 - **Idle per node**: the node's cost (allocatable cores and bytes x its hours x the prices) minus
   the allocation costs of the containers on it, per resource and per day. Negative when containers
   use more than their requests on a node with no room left (kept: it is what happened).
@@ -171,11 +173,14 @@ def allocation_frames(
     keys, group = _dimension(by)
     costs = _container_costs(containers, prices)
     if by.startswith("label:"):
-        if pods is None and "labels" in containers.columns:  # the rollups carry each pod's labels
-            pods = containers.select(
-                pl.col("namespace_name").alias("namespace"), pl.col("pod_name").alias("name"), "labels"
-            )
-        costs = costs.join(_pod_label(pods, by.removeprefix("label:")), on=["namespace_name", "pod_name"], how="left")
+        key = by.removeprefix("label:")
+        if pods is None and "labels" in containers.columns and costs.height == containers.height:
+            # the rollups carry each pod's labels of that day, row for row with the costs: each
+            # day is charged to the label value it had then (OpenCost's daily steps, accumulated)
+            value = _label_value(containers.schema["labels"], key).alias("_label")
+            costs = costs.with_columns(containers.select(value).to_series())
+        else:  # rollups stored before labels were kept: the pods' last known labels
+            costs = costs.join(_pod_label(pods, key), on=["namespace_name", "pod_name"], how="left")
     node_idle = _node_idle(costs, nodes, prices)
     left = node_idle
     if share_idle:
@@ -311,17 +316,20 @@ def _pod_label(pods: pl.DataFrame | None, key: str) -> pl.DataFrame:
     """(namespace_name, pod_name, _label): the value of label ``key`` on each known pod."""
     if pods is None or not {"namespace", "name", "labels"} <= set(pods.columns):
         return pl.DataFrame(schema={"namespace_name": pl.String, "pod_name": pl.String, "_label": pl.String})
-    labels = pl.col("labels")
-    if isinstance(pods.schema["labels"], pl.Map):
-        value = labels.map.get(key)
-    else:  # a map read as a list of key/value structs
-        entry = pl.element()
-        value = labels.list.eval(entry.filter(entry.struct.field("key") == key).struct.field("value")).list.first()
     return pods.select(
         pl.col("namespace").alias("namespace_name"),
         pl.col("name").alias("pod_name"),
-        value.alias("_label"),
+        _label_value(pods.schema["labels"], key).alias("_label"),
     ).unique(["namespace_name", "pod_name"], keep="last", maintain_order=True)
+
+
+def _label_value(kind: pl.DataType, key: str) -> pl.Expr:
+    """Label ``key``'s value in the ``labels`` column (a map, or a map read as a list of key/value structs)."""
+    labels = pl.col("labels")
+    if isinstance(kind, pl.Map):
+        return labels.map.get(key)
+    entry = pl.element()
+    return labels.list.eval(entry.filter(entry.struct.field("key") == key).struct.field("value")).list.first()
 
 
 def _container_costs(containers: pl.DataFrame, prices: Prices) -> pl.DataFrame:

@@ -7,7 +7,7 @@ idle = the node's cost - the allocations on it. Memory in GB of 10^9 bytes.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -169,3 +169,40 @@ def test_default_prices_and_errors(tmp_path: Path) -> None:
     empty = chargeback.allocation_frames(pl.DataFrame(), pl.DataFrame(), by="workload")
     assert empty.height == 0
     assert empty.columns[:3] == ["namespace", "workload_kind", "workload_name"]
+
+
+def test_a_pod_whose_label_changed_is_charged_per_day_to_the_value_it_had() -> None:
+    """Rollups carry each day's pod labels: day 1 team a, day 2 team b; 1 core requested all day
+    (24 core-hours a day at 0.04 = 0.96), nothing used, on a node of exactly that size."""
+    days = [date(2024, 6, 1), date(2024, 6, 2)]
+    containers = pl.DataFrame(
+        {
+            "day": days,
+            "namespace_name": ["shop"] * 2,
+            "pod_name": ["web-1"] * 2,
+            "container_name": ["main"] * 2,
+            "nodename": ["n1"] * 2,
+            "workload_kind": [None, None],
+            "workload_name": [None, None],
+            "samples": [0, 0],
+            "seconds": [86_400.0] * 2,
+            "cpu_sum": [0.0, 0.0],
+            "memory_samples": [0, 0],
+            "memory_sum": [0.0, 0.0],
+            "cpu_request": [1000, 1000],
+            "memory_request": [0, 0],
+            "labels": [[{"key": "team", "value": "a"}], [{"key": "team", "value": "b"}]],  # a map as Parquet gives it
+        }
+    )
+    nodes = pl.DataFrame(
+        {
+            "day": days,
+            "nodename": ["n1"] * 2,
+            "seconds": [86_400.0] * 2,
+            "allocatable_cpu": [1000] * 2,
+            "allocatable_memory": [0] * 2,
+        }
+    )
+    teams = chargeback.allocation_frames(containers, nodes, by="label:team", prices=PRICES)
+    cost = dict(zip(teams["label:team"], teams["cpu_cost"], strict=True))
+    assert cost["a"] == pytest.approx(0.96) and cost["b"] == pytest.approx(0.96)
