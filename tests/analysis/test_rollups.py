@@ -142,3 +142,17 @@ def test_seven_days_back_from_midday_are_seven_whole_days() -> None:
         (T0 + timedelta(days=7)).date(),
     )
     assert rollups.whole_days(TimeRange(T0, T0 + timedelta(days=2))) == (T0.date(), (T0 + timedelta(days=1)).date())
+
+
+def test_a_day_with_one_window_counts_it_at_the_store_resolution(tmp_path: Path) -> None:
+    """Ten-minute windows up to the midnight one of the next day: that open day has a single
+    window, so no gap of its own; its one sample stands for 600 s (the day before), not the
+    60 s default."""
+    step = timedelta(minutes=10)
+    points = container_series(
+        T0, step, namespace="shop", pod="web-1", container="web", node="n1", cpu=300.0, memory=200 * MI, count=145
+    )
+    store = Store.open(write_store(tmp_path, points, nodes=[node("n1", cpu="4", memory="16Gi")]))
+    days = rollups.container_days(store).sort("day")
+    assert days["samples"].to_list() == [144, 1]
+    assert days["seconds"].to_list() == [86400.0, 600.0]
