@@ -141,14 +141,14 @@ class DuckDBHistory:
             return _empty()
         try:
             with duckdb.connect(str(self.snapshot), read_only=True) as con:
-                query = self._by_ids if self._stores_ids(con) else self._by_strings
+                query = self._by_ids if self._stores_sets(con) else self._by_strings
                 table = query(con, entity, metric, start, end)
         except duckdb.Error as exc:
             raise StoreError(f"DuckDB history {self.snapshot}: {exc}") from exc
         return table.set_column(0, "timestamp", table.column("timestamp").cast(_STAMP))
 
     @staticmethod
-    def _stores_ids(con: duckdb.DuckDBPyConnection) -> bool:
+    def _stores_sets(con: duckdb.DuckDBPyConnection) -> bool:
         found = con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
             "AND schema_name = 'main' AND table_name = ?",

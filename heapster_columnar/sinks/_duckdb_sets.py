@@ -9,7 +9,7 @@ instead of 171 M.
 Which points share a set comes from the window when it can tell (``Window.point_entities``: the
 entity row each point was taken from), plus the labeled metrics' own labels (``resource_id``,
 ``make``, ``model``, ``accelerator_id``: a filesystem's five metrics are one set). Grouping 8 M rows
-on 17 columns instead costs 2-6 s on two cores (Polars ``group_by``/``rank``), so it is only the
+on 18 columns instead costs 2-6 s on two cores (Polars ``group_by``/``rank``), so it is only the
 fallback for points that came without their entity rows (a hand-built table).
 """
 
